@@ -1,0 +1,8 @@
+//! The device firmware, hosted on a PC: emulated fingerprint module and
+//! PN532 reader on pseudo-terminals speaking the exact wire protocol, virtual
+//! patients, and the clinic simulator (`wuding-sim`).
+//!
+//! **Architecture Invariant:** nothing but tests and demos depends on this
+//! crate.
+
+pub mod pty;

@@ -1,0 +1,1 @@
+//! See ARCHITECTURE.md. This crate is being built; see the open issues.
