@@ -7,4 +7,9 @@
 //! **Architecture Invariant:** codecs never read a clock or touch a file
 //! descriptor; drivers take a transport and give it back.
 
+pub mod fingerprint;
+pub mod indicator;
+pub mod mfrc522;
+pub mod pn532;
+pub mod reader;
 pub mod transport;

@@ -16,6 +16,8 @@ pub mod ids;
 mod keys;
 mod record;
 mod template;
+pub mod api;
+pub mod transparency;
 pub mod types;
 
 pub use batch::verify_many;

@@ -1,0 +1,1 @@
+//! Emulated fingerprint module on a pseudo-terminal. (Being built: issue 3.)
