@@ -8,26 +8,30 @@
 //! **Architecture Invariant:** this crate does no IO, reads no clock and
 //! knows nothing of SQLite, HTTP or devices. Times are inputs.
 
+pub mod api;
 mod batch;
 mod chain;
+mod claims;
 mod envelope;
 mod error;
 pub mod ids;
 mod keys;
+mod plan;
 mod record;
 mod template;
-pub mod api;
 pub mod transparency;
 pub mod types;
 
 pub use batch::verify_many;
 pub use chain::{ChainAnchor, ChainDefect, ChainHead, ChainReport, ChainStep, verify_chain};
+pub use claims::ClaimLine;
 pub use envelope::{
     ENVELOPE_VERSION, Envelope, MAX_ENVELOPE_JSON_BYTES, VerifiedRecord, signing_message,
 };
 pub use error::{DecodeError, EnvelopeError, FieldError, KeyError};
 pub use ids::{KeyId, RecordId};
 pub use keys::{TerminalKey, TerminalSigner};
+pub use plan::TreatmentPlan;
 pub use record::{
     Attestation, ChainLink, Closure, EnrolmentRecord, MAX_PAYLOAD_BYTES, MAX_TIMESTAMP_MS,
     PatientRef, Record, RecordType, SessionRecord, Treatment,
@@ -37,3 +41,6 @@ pub use types::{
     Charge, ChargeItem, Dose, FallbackReason, Finger, IdentityEvidence, TemplateRef, TreatmentKind,
     format_yuan, parse_fixed_point,
 };
+
+/// Calendar dates (`YYYY-MM-DD` on the wire).
+pub use jiff::civil::Date;
