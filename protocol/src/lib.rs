@@ -14,6 +14,8 @@ mod chain;
 mod claims;
 mod envelope;
 mod error;
+#[doc(hidden)]
+pub mod example;
 pub mod ids;
 mod keys;
 mod plan;
