@@ -170,3 +170,24 @@ pub fn example_chain(n: u64) -> Vec<crate::envelope::Envelope> {
     }
     out
 }
+
+/// The lines of the worked example in `docs/protocol.md`, `name = value`.
+pub fn worked_example_lines() -> Vec<String> {
+    let signer = example_signer();
+    let record = Record::Session(example_session());
+    let envelope = signer.sign(&record).expect("the example is valid");
+    let payload = String::from_utf8(envelope.payload.clone()).expect("ASCII JSON");
+    vec![
+        format!("seed        = {}", hex::encode(EXAMPLE_SEED)),
+        format!("public_key  = {}", signer.public_key().to_hex()),
+        format!("key_id      = {}", signer.key_id()),
+        format!(
+            "context     = {}",
+            hex::encode(record.record_type().context())
+        ),
+        format!("payload     = {payload}"),
+        format!("signature   = {}", hex::encode(envelope.signature)),
+        format!("record_id   = {}", envelope.record_id()),
+        format!("envelope    = {}", envelope.to_json()),
+    ]
+}

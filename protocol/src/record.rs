@@ -166,6 +166,9 @@ pub struct EnrolmentRecord {
 }
 
 /// Any record a terminal signs.
+// Sessions are nearly every record; boxing them would cost an allocation
+// each to save space only on the rare enrolment.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Record {
     Session(SessionRecord),

@@ -20,7 +20,7 @@ fn code(max: usize) -> impl Strategy<Value = String> {
 fn card_uid() -> impl Strategy<Value = String> {
     prop_oneof![Just(4usize), Just(7), Just(10)]
         .prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n))
-        .prop_map(|bytes| hex::encode_upper(bytes))
+        .prop_map(hex::encode_upper)
 }
 
 fn evidence() -> impl Strategy<Value = IdentityEvidence> {
@@ -335,7 +335,8 @@ fn trailing_garbage_is_refused() {
 
 #[test]
 fn semantic_rules_are_enforced_on_decode() {
-    let cases: Vec<(&str, fn(&mut SessionRecord))> = vec![
+    type Mutation = fn(&mut SessionRecord);
+    let cases: Vec<(&str, Mutation)> = vec![
         ("charge.total_fen", |r| r.charge.total_fen += 1),
         ("charge.items.amount_fen", |r| {
             r.charge.items[0].amount_fen += 1
