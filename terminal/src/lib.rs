@@ -1,1 +1,10 @@
-//! See ARCHITECTURE.md. This crate is being built; see the open issues.
+//! The bedside terminal.
+//!
+//! * [`flow`]: the session flow as a pure state machine (events in, actions
+//!   out); no IO, no clock.
+//! * [`store`]: the terminal's SQLite database: roster cache, open sessions,
+//!   the outbox of signed records, the chain head, the local audit log.
+//! * [`messages`]: what the nurse and patient read, in Chinese and English.
+
+pub mod flow;
+pub mod messages;
