@@ -8,3 +8,4 @@
 
 pub mod flow;
 pub mod messages;
+pub mod store;
