@@ -98,6 +98,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(ROSTER_SCHEMA)?;
         Ok(Store { conn })
     }
 
@@ -285,5 +286,262 @@ impl Store {
             params![key, value],
         )?;
         Ok(())
+    }
+}
+
+// ---- roster cache -------------------------------------------------------------
+
+/// A patient as cached on the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedPatient {
+    pub insured_id: String,
+    pub card_uid: String,
+    /// Name as shown to the nurse (masked by the server for display).
+    pub display_name: String,
+}
+
+/// A staff member as cached on the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedStaff {
+    pub staff_id: String,
+    pub card_uid: String,
+    pub display_name: String,
+    /// PHC string (argon2id) of the staff PIN.
+    pub pin_hash: String,
+}
+
+/// An enrolled template as cached on the terminal. `sealed` is the template
+/// encrypted under the terminal's roster key; it is opened only to download
+/// it into the module.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CachedTemplate {
+    pub insured_id: String,
+    pub finger: wuding_protocol::Finger,
+    pub sealed: Vec<u8>,
+    pub template_ref: wuding_protocol::TemplateRef,
+}
+
+impl std::fmt::Debug for CachedTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CachedTemplate({} {:?}, sealed)",
+            crate::flow::mask_id(&self.insured_id),
+            self.finger
+        )
+    }
+}
+
+const ROSTER_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS patients (
+    insured_id   TEXT PRIMARY KEY,
+    card_uid     TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staff (
+    staff_id     TEXT PRIMARY KEY,
+    card_uid     TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    pin_hash     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    insured_id   TEXT NOT NULL,
+    finger       TEXT NOT NULL,
+    sealed       BLOB NOT NULL,
+    template_ref BLOB NOT NULL,
+    PRIMARY KEY (insured_id, finger)
+);
+CREATE TABLE IF NOT EXISTS plans (
+    insured_id TEXT NOT NULL,
+    plan_id    TEXT NOT NULL,
+    plan       TEXT NOT NULL,
+    PRIMARY KEY (insured_id, plan_id)
+);
+CREATE TABLE IF NOT EXISTS prices (
+    code           TEXT PRIMARY KEY,
+    unit_price_fen INTEGER NOT NULL
+);
+"#;
+
+impl Store {
+    pub fn put_patient(&mut self, p: &CachedPatient) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO patients (insured_id, card_uid, display_name) VALUES (?1, ?2, ?3)
+             ON CONFLICT (insured_id) DO UPDATE SET card_uid = excluded.card_uid, display_name = excluded.display_name",
+            params![p.insured_id, p.card_uid, p.display_name],
+        )?;
+        Ok(())
+    }
+
+    pub fn put_staff(&mut self, s: &CachedStaff) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO staff (staff_id, card_uid, display_name, pin_hash) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (staff_id) DO UPDATE SET card_uid = excluded.card_uid,
+                display_name = excluded.display_name, pin_hash = excluded.pin_hash",
+            params![s.staff_id, s.card_uid, s.display_name, s.pin_hash],
+        )?;
+        Ok(())
+    }
+
+    pub fn put_template(&mut self, t: &CachedTemplate) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO templates (insured_id, finger, sealed, template_ref) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (insured_id, finger) DO UPDATE SET sealed = excluded.sealed, template_ref = excluded.template_ref",
+            params![t.insured_id, t.finger.code(), t.sealed, t.template_ref.0.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    pub fn put_plan(&mut self, plan: &wuding_protocol::TreatmentPlan) -> Result<(), StoreError> {
+        let json = serde_json::to_string(plan).map_err(|_| StoreError::Corrupt("plan"))?;
+        self.conn.execute(
+            "INSERT INTO plans (insured_id, plan_id, plan) VALUES (?1, ?2, ?3)
+             ON CONFLICT (insured_id, plan_id) DO UPDATE SET plan = excluded.plan",
+            params![plan.insured_id, plan.plan_id, json],
+        )?;
+        Ok(())
+    }
+
+    pub fn put_price(&mut self, code: &str, unit_price_fen: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO prices (code, unit_price_fen) VALUES (?1, ?2)
+             ON CONFLICT (code) DO UPDATE SET unit_price_fen = excluded.unit_price_fen",
+            params![code, unit_price_fen as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn price_list(&self) -> Result<crate::flow::PriceList, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT code, unit_price_fen FROM prices")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut list = crate::flow::PriceList::default();
+        for row in rows {
+            let (code, price) = row?;
+            list.unit_price_fen.insert(code, price as u64);
+        }
+        Ok(list)
+    }
+
+    pub fn patient_by_card(&self, card_uid: &str) -> Result<Option<CachedPatient>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT insured_id, card_uid, display_name FROM patients WHERE card_uid = ?1",
+                params![card_uid],
+                |r| {
+                    Ok(CachedPatient {
+                        insured_id: r.get(0)?,
+                        card_uid: r.get(1)?,
+                        display_name: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn staff_by_card(&self, card_uid: &str) -> Result<Option<CachedStaff>, StoreError> {
+        self.staff_where("card_uid", card_uid)
+    }
+
+    pub fn staff_by_id(&self, staff_id: &str) -> Result<Option<CachedStaff>, StoreError> {
+        self.staff_where("staff_id", staff_id)
+    }
+
+    fn staff_where(&self, column: &str, value: &str) -> Result<Option<CachedStaff>, StoreError> {
+        let sql = format!(
+            "SELECT staff_id, card_uid, display_name, pin_hash FROM staff WHERE {column} = ?1"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, params![value], |r| {
+                Ok(CachedStaff {
+                    staff_id: r.get(0)?,
+                    card_uid: r.get(1)?,
+                    display_name: r.get(2)?,
+                    pin_hash: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The patient's enrolled templates, in the order fingers were enrolled.
+    pub fn templates_of(&self, insured_id: &str) -> Result<Vec<CachedTemplate>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT finger, sealed, template_ref FROM templates WHERE insured_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![insured_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (finger, sealed, reference) = row?;
+            let finger = wuding_protocol::Finger::from_code(&finger)
+                .ok_or(StoreError::Corrupt("template finger"))?;
+            let reference: [u8; 32] = reference
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("template ref"))?;
+            out.push(CachedTemplate {
+                insured_id: insured_id.to_owned(),
+                finger,
+                sealed,
+                template_ref: wuding_protocol::TemplateRef(reference),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The plan in force on `date` (the latest starting one if several).
+    pub fn plan_for(
+        &self,
+        insured_id: &str,
+        date: wuding_protocol::Date,
+    ) -> Result<Option<wuding_protocol::TreatmentPlan>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT plan FROM plans WHERE insured_id = ?1")?;
+        let rows = stmt.query_map(params![insured_id], |r| r.get::<_, String>(0))?;
+        let mut best: Option<wuding_protocol::TreatmentPlan> = None;
+        for row in rows {
+            let plan: wuding_protocol::TreatmentPlan =
+                serde_json::from_str(&row?).map_err(|_| StoreError::Corrupt("plan"))?;
+            if plan.covers(date) && best.as_ref().is_none_or(|b| plan.valid_from > b.valid_from) {
+                best = Some(plan);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Treatment kinds of the sessions this terminal signed for the patient
+    /// with check-in on local `date`.
+    pub fn sessions_on(
+        &self,
+        insured_id: &str,
+        date: wuding_protocol::Date,
+        utc_offset_min: i16,
+    ) -> Result<Vec<wuding_protocol::TreatmentKind>, StoreError> {
+        // Look back over the last 500 records only: a day's worth at most.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT envelope FROM outbox WHERE record_type = 'session' ORDER BY seq DESC LIMIT 500",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut kinds = Vec::new();
+        for row in rows {
+            let envelope = Envelope::from_json(row?.as_bytes())
+                .map_err(|_| StoreError::Corrupt("outbox envelope"))?;
+            if let Ok(v) = envelope.decode()
+                && let Record::Session(s) = v.record
+                && s.patient.insured_id == insured_id
+                && crate::flow::local_date(s.check_in.at_ms, utc_offset_min) == date
+            {
+                kinds.push(s.treatment.kind);
+            }
+        }
+        Ok(kinds)
     }
 }

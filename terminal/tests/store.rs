@@ -141,3 +141,118 @@ fn open_sessions_and_audit_log_persist() {
         Some("http://127.0.0.1:8080")
     );
 }
+
+#[test]
+fn roster_cache_answers_the_bedside_questions() {
+    use wuding_protocol::{Date, Finger, TemplateRef, TreatmentKind, TreatmentPlan};
+    use wuding_terminal::store::{CachedPatient, CachedStaff, CachedTemplate};
+
+    let mut store = Store::in_memory().unwrap();
+    store
+        .put_patient(&CachedPatient {
+            insured_id: "330102195403170012".into(),
+            card_uid: "04A1B2C3".into(),
+            display_name: "王*明".into(),
+        })
+        .unwrap();
+    store
+        .put_staff(&CachedStaff {
+            staff_id: "N0231".into(),
+            card_uid: "04FF0001".into(),
+            display_name: "李护士".into(),
+            pin_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        })
+        .unwrap();
+    for finger in [Finger::RightIndex, Finger::RightMiddle] {
+        store
+            .put_template(&CachedTemplate {
+                insured_id: "330102195403170012".into(),
+                finger,
+                sealed: vec![1, 2, 3],
+                template_ref: TemplateRef([4; 32]),
+            })
+            .unwrap();
+    }
+    let plan = |id: &str, from: Date, to: Date, kind| TreatmentPlan {
+        plan_id: id.into(),
+        insured_id: "330102195403170012".into(),
+        hospital_code: "H33010200017".into(),
+        department_code: "NEPH-HD".into(),
+        doctor_ids: vec!["D0107".into()],
+        kinds: vec![kind],
+        drug_code: None,
+        max_dose: None,
+        max_sessions_per_week: Some(3),
+        valid_from: from,
+        valid_to: to,
+    };
+    store
+        .put_plan(&plan(
+            "P-2025",
+            Date::constant(2025, 1, 1),
+            Date::constant(2025, 12, 31),
+            TreatmentKind::HD,
+        ))
+        .unwrap();
+    store
+        .put_plan(&plan(
+            "P-2026",
+            Date::constant(2026, 1, 1),
+            Date::constant(2026, 12, 31),
+            TreatmentKind::HDF,
+        ))
+        .unwrap();
+    store.put_price("003105010010000", 42_000).unwrap();
+
+    let p = store.patient_by_card("04A1B2C3").unwrap().unwrap();
+    assert_eq!(p.insured_id, "330102195403170012");
+    assert!(store.patient_by_card("04000000").unwrap().is_none());
+    assert_eq!(
+        store.staff_by_card("04FF0001").unwrap().unwrap().staff_id,
+        "N0231"
+    );
+    assert_eq!(
+        store.staff_by_id("N0231").unwrap().unwrap().card_uid,
+        "04FF0001"
+    );
+    let fingers: Vec<Finger> = store
+        .templates_of(&p.insured_id)
+        .unwrap()
+        .into_iter()
+        .map(|t| t.finger)
+        .collect();
+    assert_eq!(fingers, vec![Finger::RightIndex, Finger::RightMiddle]);
+    let today = store
+        .plan_for(&p.insured_id, Date::constant(2026, 11, 16))
+        .unwrap()
+        .unwrap();
+    assert_eq!(today.plan_id, "P-2026");
+    assert!(
+        store
+            .plan_for(&p.insured_id, Date::constant(2027, 1, 1))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.price_list().unwrap().unit_price_fen["003105010010000"],
+        42_000
+    );
+
+    // Today's sessions come from what this terminal signed.
+    let signer = example_signer();
+    store
+        .sign_and_store(&signer, Record::Session(example_session()), None)
+        .unwrap();
+    assert_eq!(
+        store
+            .sessions_on(&p.insured_id, Date::constant(2026, 11, 16), 480)
+            .unwrap(),
+        vec![TreatmentKind::HD]
+    );
+    assert!(
+        store
+            .sessions_on(&p.insured_id, Date::constant(2026, 11, 17), 480)
+            .unwrap()
+            .is_empty()
+    );
+}
