@@ -47,6 +47,8 @@ pub struct TerminalSection {
     pub department_code: String,
     /// Beds or chairs this terminal serves.
     pub beds: Vec<String>,
+    /// The doctor responsible for sessions whose 五定 plan names none.
+    pub duty_doctor_id: String,
     /// Where the key, the database and logs live.
     pub data_dir: PathBuf,
     /// Local offset from UTC in minutes (480 in China).
@@ -275,6 +277,7 @@ impl Config {
             department_code: self.terminal.department_code.clone(),
             utc_offset_min: self.terminal.utc_offset_min,
             beds: self.terminal.beds.clone(),
+            duty_doctor_id: self.terminal.duty_doctor_id.clone(),
             captures_per_finger: self.session.captures_per_finger,
             enrol_captures: self.session.enrol_captures,
             prompt_timeout_ms: self.session.prompt_timeout_s as i64 * 1000,

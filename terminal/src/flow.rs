@@ -30,6 +30,8 @@ pub struct FlowConfig {
     pub utc_offset_min: i16,
     /// Beds or chairs this terminal serves.
     pub beds: Vec<String>,
+    /// The doctor responsible for sessions whose plan names none.
+    pub duty_doctor_id: String,
     /// Captures tried on one finger before moving to the next.
     pub captures_per_finger: u8,
     /// Captures merged into one template at enrolment (2 or 3).
@@ -50,6 +52,7 @@ impl FlowConfig {
             department_code: "NEPH-HD".into(),
             utc_offset_min: 480,
             beds: vec!["B01".into(), "B02".into(), "B03".into()],
+            duty_doctor_id: "D0107".into(),
             captures_per_finger: 3,
             enrol_captures: 3,
             prompt_timeout_ms: 60_000,
@@ -669,7 +672,11 @@ impl<P: BedsidePolicy> Flow<P> {
             Some(plan) => ProposedSession {
                 hospital_code: self.config.hospital_code.clone(),
                 department_code: self.config.department_code.clone(),
-                doctor_id: plan.doctor_ids.first().cloned().unwrap_or_default(),
+                doctor_id: plan
+                    .doctor_ids
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| self.config.duty_doctor_id.clone()),
                 kind: plan.kinds[0],
                 service_code: default_service_code(plan.kinds[0]).into(),
                 drug_code: plan.drug_code.clone(),
@@ -679,7 +686,7 @@ impl<P: BedsidePolicy> Flow<P> {
             None => ProposedSession {
                 hospital_code: self.config.hospital_code.clone(),
                 department_code: self.config.department_code.clone(),
-                doctor_id: String::new(),
+                doctor_id: self.config.duty_doctor_id.clone(),
                 kind: TreatmentKind::HD,
                 service_code: default_service_code(TreatmentKind::HD).into(),
                 drug_code: None,

@@ -6,6 +6,7 @@
 //!   the outbox of signed records, the chain head, the local audit log.
 //! * [`messages`]: what the nurse and patient read, in Chinese and English.
 
+pub mod app;
 pub mod config;
 pub mod flow;
 pub mod identity;
