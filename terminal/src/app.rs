@@ -197,7 +197,7 @@ impl<P: BedsidePolicy, V: TemplateVault> Core<P, V> {
     /// Handles one input; returns work for the device thread.
     pub fn handle(&mut self, now_ms: i64, input: Input) -> Result<Vec<DeviceCommand>, StoreError> {
         let mut commands = Vec::new();
-        let events = self.to_events(now_ms, input)?;
+        let events = self.events_for(now_ms, input)?;
         let mut queue: std::collections::VecDeque<Event> = events.into();
         while let Some(event) = queue.pop_front() {
             let actions = self.flow.handle(now_ms, event);
@@ -211,7 +211,7 @@ impl<P: BedsidePolicy, V: TemplateVault> Core<P, V> {
         Ok(commands)
     }
 
-    fn to_events(&mut self, now_ms: i64, input: Input) -> Result<Vec<Event>, StoreError> {
+    fn events_for(&mut self, now_ms: i64, input: Input) -> Result<Vec<Event>, StoreError> {
         Ok(match input {
             Input::Tick => vec![Event::Tick],
             Input::Card { uid } => vec![self.card_event(now_ms, uid)?],
