@@ -12,3 +12,4 @@ pub mod flow;
 pub mod identity;
 pub mod messages;
 pub mod store;
+pub mod ui;
