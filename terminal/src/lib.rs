@@ -11,5 +11,6 @@ pub mod config;
 pub mod flow;
 pub mod identity;
 pub mod messages;
+pub mod runtime;
 pub mod store;
 pub mod ui;

@@ -1,1 +1,184 @@
-//! See ARCHITECTURE.md. This crate is being built; see the open issues.
+//! Shared harness for wuding's end-to-end tests.
+//!
+//! * [`Browser`]: a real headless Chromium (Debian's `chromium` and
+//!   `chromium-driver` packages, installed by `tests/run-all.sh`) driven
+//!   over WebDriver, for the nurse screen and the auditor application.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{0} is not installed; run tests/run-all.sh, which installs it")]
+    Missing(&'static str),
+    #[error("chromedriver did not start: {0}")]
+    Driver(String),
+    #[error("webdriver: {0}")]
+    WebDriver(String),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+}
+
+/// A headless Chromium session. Dropping it ends the browser and the driver.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A scratch profile directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium with a fresh profile.
+    pub async fn start() -> Result<Browser, HarnessError> {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or(HarnessError::Missing("chromium"))?;
+        if !std::path::Path::new("/usr/bin/chromedriver").exists() {
+            return Err(HarnessError::Missing("chromedriver"));
+        }
+        let port = free_port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| HarnessError::Driver(e.to_string()))?;
+        let profile =
+            std::env::temp_dir().join(format!("wuding-chromium-{}-{port}", std::process::id()));
+        let _ = std::fs::create_dir_all(&profile);
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("capabilities are an object"),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() > deadline => {
+                    return Err(HarnessError::Driver(e.to_string()));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        Ok(Browser {
+            client,
+            driver,
+            _profile: tempdir::Dir(profile),
+        })
+    }
+
+    /// Waits until the element with `data-testid=id` contains `text`.
+    pub async fn wait_text(
+        &self,
+        testid: &str,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<String, HarnessError> {
+        let selector = format!("[data-testid=\"{testid}\"]");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(&selector)).await
+                && let Ok(found) = el.text().await
+                && found.contains(text)
+            {
+                return Ok(found);
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Timeout(
+                    timeout,
+                    format!("{testid} to show {text:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks the element with `data-testid=id`, waiting for it to appear.
+    pub async fn click(&self, testid: &str, timeout: Duration) -> Result<(), HarnessError> {
+        let selector = format!("[data-testid=\"{testid}\"]");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(&selector)).await
+                && el.click().await.is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Timeout(
+                    timeout,
+                    format!("{testid} to be clickable"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Saves a screenshot under `artifacts/screenshots/NAME.png` (kept as a
+    /// test artefact).
+    pub async fn screenshot(&self, name: &str) -> Result<PathBuf, HarnessError> {
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .map_err(|e| HarnessError::WebDriver(e.to_string()))?;
+        let dir = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../artifacts/screenshots"
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).map_err(|e| HarnessError::WebDriver(e.to_string()))?;
+        Ok(path)
+    }
+
+    pub async fn close(mut self) {
+        let client = self.client.clone();
+        let _ = client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
