@@ -13,11 +13,8 @@ use wuding_protocol::TerminalSigner;
 
 #[derive(Debug, Error)]
 pub enum IdentityError {
-    #[error("cannot read or write the key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read or write the key file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("the key file {0} is not 64 hex digits")]
     Malformed(String),
     #[error("the key file {path} is readable by others (mode {mode:o}); run chmod 600 on it")]
@@ -29,9 +26,9 @@ pub enum IdentityError {
 /// Loads the key at `path`, or creates one there if none exists.
 pub fn load_or_create(path: &Path) -> Result<(TerminalSigner, bool), IdentityError> {
     let shown = path.display().to_string();
-    let io = |source| IdentityError::Io {
+    let io = |error| IdentityError::Io {
         path: shown.clone(),
-        source,
+        error,
     };
     match fs::read_to_string(path) {
         Ok(text) => {
