@@ -1,1 +1,7 @@
-//! See ARCHITECTURE.md. This crate is being built; see the open issues.
+//! wuding-server: terminal registry, verified ingest with receipts, the
+//! transparency log, claims import. The binary (`main.rs`) is a thin shell
+//! around this library; tests bind `127.0.0.1:0` and call [`http::router`].
+
+pub mod ingest;
+pub mod registry;
+pub mod store;

@@ -1,0 +1,569 @@
+//! Verified ingest: strict (batch) signature verification, registry rules,
+//! per-terminal chain checks, the transparency log, and receipts.
+//!
+//! Rules, in order, for each uploaded envelope:
+//! 1. The key must belong to a registered terminal (`unknown_key`), approved
+//!    (`not_approved`).
+//! 2. The signature must verify strictly and the payload decode
+//!    (`bad_signature`, `malformed`); the record must name that terminal
+//!    (`wrong_terminal`) and its hospital (`wrong_hospital`).
+//! 3. Revocation has a time: a record signed at or after the key's
+//!    revocation is refused (`revoked`); one signed before stays valid, and
+//!    if it sits beyond the chain head the server had when revoking, it is
+//!    accepted with an `after_revocation` alarm for a person to look at.
+//! 4. Chain: the same record again is accepted again with its receipt
+//!    (idempotent); another record at a sequence number already taken is an
+//!    equivocation (`fork`, refused, alarm kept); a record whose `prev` is
+//!    not the head is refused (`broken_link`); a record beyond the next
+//!    sequence number is **held** (kept durably, `gap` alarm) until the
+//!    missing ones arrive, then enters the log in order. Nothing signed is
+//!    dropped.
+//! 5. Times: a record dated in the future beyond the skew allowance gets a
+//!    `clock_skew` alarm, one dated before its predecessor a `backdated`
+//!    alarm, one arriving long after signing a `late_sync` alarm. These are
+//!    flags for reconciliation, not refusals: the record is evidence either way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use wuding_protocol::transparency::{Checkpoint, MerkleTree, Receipt, leaf_hash};
+use wuding_protocol::{
+    Envelope, EnvelopeError, Record, RecordId, TerminalKey, TerminalSigner, VerifiedRecord,
+    verify_many,
+};
+
+use crate::store::{Alarm, RecordRow, Store, StoreError, TerminalRow};
+
+/// Thresholds for time flags.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestPolicy {
+    /// How far a terminal clock may run ahead of the server's.
+    pub max_future_skew_ms: i64,
+    /// After how long between signing and arrival a record is "late".
+    pub late_after_ms: i64,
+}
+
+impl Default for IngestPolicy {
+    fn default() -> IngestPolicy {
+        IngestPolicy {
+            max_future_skew_ms: 5 * 60_000,
+            late_after_ms: 7 * 86_400_000,
+        }
+    }
+}
+
+/// The verdict on one envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted {
+        record_id: RecordId,
+        log_index: u64,
+    },
+    Held {
+        record_id: RecordId,
+        missing_from: u64,
+    },
+    Rejected {
+        record_id: RecordId,
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl Outcome {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Accepted { .. } => "accepted",
+            Outcome::Held { .. } => "held",
+            Outcome::Rejected { reason, .. } => reason,
+        }
+    }
+}
+
+/// The in-memory Merkle tree, kept in step with the store's log, and the
+/// log's signing key.
+pub struct Log {
+    tree: Mutex<MerkleTree>,
+    signer: TerminalSigner,
+}
+
+impl Log {
+    pub fn new(signer: TerminalSigner) -> Log {
+        Log {
+            tree: Mutex::new(MerkleTree::new()),
+            signer,
+        }
+    }
+
+    pub fn public_key(&self) -> &TerminalKey {
+        self.signer.public_key()
+    }
+
+    /// Appends what other replicas (or this one) added since the last sync.
+    pub fn sync(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        let mut tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        for id in store.log_leaves(tree.len())? {
+            tree.push(leaf_hash(&id));
+        }
+        Ok(tree.len())
+    }
+
+    pub fn checkpoint(&self, now_ms: i64) -> Checkpoint {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        Checkpoint::sign(&self.signer, tree.len(), &tree.root(), now_ms)
+    }
+
+    /// Receipts for log indexes, all under one fresh checkpoint.
+    pub fn receipts(&self, items: &[(RecordId, u64)], now_ms: i64) -> Vec<Receipt> {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        let size = tree.len();
+        let checkpoint = Checkpoint::sign(&self.signer, size, &tree.root(), now_ms);
+        items
+            .iter()
+            .map(|(id, index)| Receipt {
+                record_id: *id,
+                log_index: *index,
+                inclusion_proof: tree
+                    .inclusion_proof(*index, size)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(hex::encode)
+                    .collect(),
+                checkpoint: checkpoint.clone(),
+            })
+            .collect()
+    }
+
+    pub fn consistency(&self, from: u64, to: u64) -> Option<Vec<String>> {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        tree.consistency_proof(from, to)
+            .map(|p| p.iter().map(hex::encode).collect())
+    }
+
+    pub fn root_at(&self, size: u64) -> Option<String> {
+        let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner());
+        tree.root_at(size).map(hex::encode)
+    }
+}
+
+/// A record that passed signature and registry checks, ready for the chain.
+struct Candidate {
+    index: usize,
+    terminal: TerminalRow,
+    verified: VerifiedRecord,
+    row: RecordRow,
+}
+
+/// Verifies and stores a batch. Returns one outcome per envelope, in order.
+pub fn ingest(
+    store: &dyn Store,
+    log: &Log,
+    policy: &IngestPolicy,
+    envelopes: &[Envelope],
+    now_ms: i64,
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; envelopes.len()];
+    let mut terminals: HashMap<String, Option<(TerminalRow, TerminalKey)>> = HashMap::new();
+    let mut to_verify: Vec<(usize, TerminalRow, TerminalKey)> = Vec::new();
+    let mut alarms: Vec<Alarm> = Vec::new();
+
+    for (i, e) in envelopes.iter().enumerate() {
+        let key_id = e.key_id.to_hex();
+        if !terminals.contains_key(&key_id) {
+            let found = store
+                .terminal_by_key(&key_id)?
+                .and_then(|t| TerminalKey::from_bytes(&t.public_key).ok().map(|k| (t, k)));
+            terminals.insert(key_id.clone(), found);
+        }
+        let reject = |reason, detail: String| Outcome::Rejected {
+            record_id: e.record_id(),
+            reason,
+            detail,
+        };
+        match &terminals[&key_id] {
+            None => {
+                outcomes[i] = Some(reject(
+                    "unknown_key",
+                    format!("key {key_id} is not registered"),
+                ))
+            }
+            Some((t, _)) if t.status == "pending" => {
+                outcomes[i] = Some(reject(
+                    "not_approved",
+                    format!("terminal {} is awaiting approval", t.terminal_id),
+                ))
+            }
+            Some((t, k)) => to_verify.push((i, t.clone(), k.clone())),
+        }
+    }
+
+    let pairs: Vec<(&Envelope, &TerminalKey)> = to_verify
+        .iter()
+        .map(|(i, _, k)| (&envelopes[*i], k))
+        .collect();
+    let verdicts = verify_many(&pairs);
+    let mut candidates = Vec::new();
+    for ((i, terminal, _), verdict) in to_verify.into_iter().zip(verdicts) {
+        let e = &envelopes[i];
+        let reject = |reason, detail: String| Outcome::Rejected {
+            record_id: e.record_id(),
+            reason,
+            detail,
+        };
+        let verified = match verdict {
+            Ok(v) => v,
+            Err(err @ EnvelopeError::BadSignature(_)) => {
+                alarms.push(alarm(
+                    &terminal.terminal_id,
+                    "bad_signature",
+                    None,
+                    Some(e.record_id()),
+                    err.to_string(),
+                    now_ms,
+                ));
+                outcomes[i] = Some(reject("bad_signature", err.to_string()));
+                continue;
+            }
+            Err(err) => {
+                outcomes[i] = Some(reject("malformed", err.to_string()));
+                continue;
+            }
+        };
+        if verified.check_terminal(&terminal.terminal_id).is_err() {
+            outcomes[i] = Some(reject(
+                "wrong_terminal",
+                format!(
+                    "record names terminal {}, key belongs to {}",
+                    verified.record.terminal_id(),
+                    terminal.terminal_id
+                ),
+            ));
+            continue;
+        }
+        if verified.record.hospital_code() != terminal.hospital_code {
+            alarms.push(alarm(
+                &terminal.terminal_id,
+                "wrong_hospital",
+                Some(verified.record.seq()),
+                Some(verified.id),
+                format!("record for hospital {}", verified.record.hospital_code()),
+                now_ms,
+            ));
+            outcomes[i] = Some(reject(
+                "wrong_hospital",
+                format!(
+                    "terminal {} is approved for hospital {}, record names {}",
+                    terminal.terminal_id,
+                    terminal.hospital_code,
+                    verified.record.hospital_code()
+                ),
+            ));
+            continue;
+        }
+        if let Some(revoked_at) = terminal.revoked_at_ms {
+            if verified.record.signed_at_ms() >= revoked_at {
+                outcomes[i] = Some(reject(
+                    "revoked",
+                    format!("signed after the key was revoked at {revoked_at}"),
+                ));
+                continue;
+            }
+            if verified.record.seq() > terminal.revoked_at_seq.unwrap_or(0) {
+                alarms.push(alarm(
+                    &terminal.terminal_id,
+                    "after_revocation",
+                    Some(verified.record.seq()),
+                    Some(verified.id),
+                    "signed before revocation but first seen after it".into(),
+                    now_ms,
+                ));
+            }
+        }
+        let row = row_for(e, &verified, &terminal.terminal_id, now_ms);
+        candidates.push(Candidate {
+            index: i,
+            terminal,
+            verified,
+            row,
+        });
+    }
+
+    // Chain and log, in one transaction. Terminals in id order, records in
+    // sequence order: arrival order within a batch does not matter.
+    let mut by_terminal: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    for c in candidates {
+        by_terminal
+            .entry(c.terminal.terminal_id.clone())
+            .or_default()
+            .push(c);
+    }
+    for list in by_terminal.values_mut() {
+        list.sort_by_key(|c| c.verified.record.seq());
+    }
+    let mut decided: Vec<(usize, Outcome)> = Vec::new();
+    let mut tx_alarms: Vec<Alarm> = Vec::new();
+    store.transaction(&mut |tx| {
+        decided.clear();
+        tx_alarms.clear();
+        let mut heads = BTreeMap::new();
+        for terminal_id in by_terminal.keys() {
+            heads.insert(terminal_id.clone(), tx.chain_head(terminal_id)?);
+        }
+        for (terminal_id, list) in &by_terminal {
+            let (mut head_seq, mut head_id) = heads[terminal_id];
+            tx.touch_terminal(terminal_id, now_ms)?;
+            for c in list {
+                let id = c.verified.id;
+                let seq = c.verified.record.seq();
+                if let Some(index) = tx.log_index_of(&id)? {
+                    decided.push((
+                        c.index,
+                        Outcome::Accepted {
+                            record_id: id,
+                            log_index: index,
+                        },
+                    ));
+                    continue;
+                }
+                if seq <= head_seq {
+                    let stored = tx
+                        .record_at(terminal_id, seq)?
+                        .map(|(sid, _)| sid)
+                        .unwrap_or(RecordId::GENESIS);
+                    tx_alarms.push(alarm(
+                        terminal_id,
+                        "fork",
+                        Some(seq),
+                        Some(id),
+                        format!(
+                            "two records at sequence {seq}: {} stored, {} offered",
+                            stored.short(),
+                            id.short()
+                        ),
+                        now_ms,
+                    ));
+                    decided.push((
+                        c.index,
+                        Outcome::Rejected {
+                            record_id: id,
+                            reason: "fork",
+                            detail: format!("sequence {seq} already holds record {stored}"),
+                        },
+                    ));
+                    continue;
+                }
+                if seq > head_seq + 1 {
+                    tx.hold(&c.row)?;
+                    tx_alarms.push(alarm(
+                        terminal_id,
+                        "gap",
+                        Some(seq),
+                        Some(id),
+                        format!("records {} to {} have not arrived", head_seq + 1, seq - 1),
+                        now_ms,
+                    ));
+                    decided.push((
+                        c.index,
+                        Outcome::Held {
+                            record_id: id,
+                            missing_from: head_seq + 1,
+                        },
+                    ));
+                    continue;
+                }
+                if c.verified.record.prev() != head_id {
+                    tx_alarms.push(alarm(
+                        terminal_id,
+                        "broken_link",
+                        Some(seq),
+                        Some(id),
+                        format!(
+                            "prev {} is not the head {}",
+                            c.verified.record.prev().short(),
+                            head_id.short()
+                        ),
+                        now_ms,
+                    ));
+                    decided.push((
+                        c.index,
+                        Outcome::Rejected {
+                            record_id: id,
+                            reason: "broken_link",
+                            detail: format!("prev does not name record {head_id}"),
+                        },
+                    ));
+                    continue;
+                }
+                let index = accept(tx, &c.row, head_seq, policy, now_ms, &mut tx_alarms)?;
+                head_seq = seq;
+                head_id = id;
+                decided.push((
+                    c.index,
+                    Outcome::Accepted {
+                        record_id: id,
+                        log_index: index,
+                    },
+                ));
+                // Held successors may now follow.
+                for held in tx.held(terminal_id)? {
+                    if held.seq <= head_seq {
+                        tx.unhold(&held.record_id)?;
+                        continue;
+                    }
+                    if held.seq != head_seq + 1 {
+                        break;
+                    }
+                    let payload_prev = Record::decode(&held.payload).map(|r| r.prev()).ok();
+                    if payload_prev != Some(head_id) {
+                        break;
+                    }
+                    accept(tx, &held, head_seq, policy, now_ms, &mut tx_alarms)?;
+                    tx.unhold(&held.record_id)?;
+                    head_seq = held.seq;
+                    head_id = held.record_id;
+                }
+            }
+            tx.set_chain_head(terminal_id, head_seq, head_id)?;
+        }
+        for a in alarms.iter().chain(tx_alarms.iter()) {
+            tx.alarm(a)?;
+        }
+        Ok(())
+    })?;
+    for (i, o) in decided {
+        outcomes[i] = Some(o);
+    }
+    if by_terminal.is_empty() && !alarms.is_empty() {
+        store.transaction(&mut |tx| {
+            for a in &alarms {
+                tx.alarm(a)?;
+            }
+            Ok(())
+        })?;
+    }
+    log.sync(store)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every envelope decided"))
+        .collect())
+}
+
+fn accept(
+    tx: &mut dyn crate::store::Tx,
+    row: &RecordRow,
+    head_seq: u64,
+    policy: &IngestPolicy,
+    now_ms: i64,
+    alarms: &mut Vec<Alarm>,
+) -> Result<u64, StoreError> {
+    if row.signed_at_ms > now_ms + policy.max_future_skew_ms {
+        alarms.push(alarm(
+            &row.terminal_id,
+            "clock_skew",
+            Some(row.seq),
+            Some(row.record_id),
+            format!(
+                "signed {} s in the future",
+                (row.signed_at_ms - now_ms) / 1000
+            ),
+            now_ms,
+        ));
+    }
+    if head_seq > 0
+        && let Some(prev_at) = tx.signed_at(&row.terminal_id, head_seq)?
+        && row.signed_at_ms < prev_at
+    {
+        alarms.push(alarm(
+            &row.terminal_id,
+            "backdated",
+            Some(row.seq),
+            Some(row.record_id),
+            format!(
+                "signed {} s before its predecessor",
+                (prev_at - row.signed_at_ms) / 1000
+            ),
+            now_ms,
+        ));
+    }
+    if now_ms - row.signed_at_ms > policy.late_after_ms {
+        alarms.push(alarm(
+            &row.terminal_id,
+            "late_sync",
+            Some(row.seq),
+            Some(row.record_id),
+            format!(
+                "arrived {} h after signing",
+                (now_ms - row.signed_at_ms) / 3_600_000
+            ),
+            now_ms,
+        ));
+    }
+    tx.append(row)
+}
+
+fn alarm(
+    terminal_id: &str,
+    kind: &str,
+    seq: Option<u64>,
+    record_id: Option<RecordId>,
+    detail: String,
+    at_ms: i64,
+) -> Alarm {
+    Alarm {
+        terminal_id: terminal_id.to_owned(),
+        kind: kind.to_owned(),
+        seq,
+        record_id,
+        detail,
+        at_ms,
+    }
+}
+
+fn row_for(e: &Envelope, v: &VerifiedRecord, terminal_id: &str, now_ms: i64) -> RecordRow {
+    let (insured_id, date_ms, offset, kind) = match &v.record {
+        Record::Session(s) => (
+            s.patient.insured_id.clone(),
+            s.check_in.at_ms,
+            s.utc_offset_min,
+            Some(s.treatment.kind.code().to_owned()),
+        ),
+        Record::Enrolment(r) => (
+            r.patient.insured_id.clone(),
+            r.signed_at_ms,
+            r.utc_offset_min,
+            None,
+        ),
+    };
+    RecordRow {
+        record_id: v.id,
+        terminal_id: terminal_id.to_owned(),
+        seq: v.record.seq(),
+        record_type: v.record.record_type().code().to_owned(),
+        key_id: e.key_id.to_hex(),
+        payload: e.payload.clone(),
+        signature: e.signature,
+        signed_at_ms: v.record.signed_at_ms(),
+        received_at_ms: now_ms,
+        hospital_code: v.record.hospital_code().to_owned(),
+        insured_id,
+        service_date: local_date(date_ms, offset),
+        kind,
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix-millisecond instant at a UTC offset.
+pub fn local_date(ms: i64, offset_min: i16) -> String {
+    let secs = ms.div_euclid(1000) + i64::from(offset_min) * 60;
+    let days = secs.div_euclid(86_400);
+    jiff::civil::Date::constant(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(days))
+        .map(|d| d.to_string())
+        .unwrap_or_default()
+}
+
+/// Keeps the shared state for the HTTP layer.
+pub struct Ingest {
+    pub store: Arc<dyn Store>,
+    pub log: Arc<Log>,
+    pub policy: IngestPolicy,
+}

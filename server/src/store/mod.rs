@@ -1,0 +1,156 @@
+//! Storage: one trait, two backends (SQLite for a single node, PostgreSQL
+//! for several stateless replicas). Each backend has its own migrations.
+//!
+//! Business logic (ingest, registry rules) is written once against the
+//! [`Tx`] primitives; a backend only says how to run them inside one
+//! transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: row locks on the
+//! chain head and the log head, so two replicas never assign one log index
+//! or one chain position twice).
+
+pub mod postgres;
+pub mod sqlite;
+
+use thiserror::Error;
+use wuding_protocol::{ClaimLine, RecordId};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// A terminal in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TerminalRow {
+    pub terminal_id: String,
+    pub hospital_code: String,
+    pub department_code: String,
+    pub public_key: [u8; 32],
+    pub key_id: String,
+    /// "pending", "approved" or "revoked".
+    pub status: String,
+    pub requested_at_ms: i64,
+    pub approved_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+    /// Chain head when the key was revoked.
+    pub revoked_at_seq: Option<u64>,
+    pub last_contact_ms: Option<i64>,
+}
+
+/// A verified record as stored: the original bytes and where it sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    pub record_id: RecordId,
+    pub terminal_id: String,
+    pub seq: u64,
+    pub record_type: String,
+    pub key_id: String,
+    pub payload: Vec<u8>,
+    pub signature: [u8; 64],
+    pub signed_at_ms: i64,
+    pub received_at_ms: i64,
+    pub hospital_code: String,
+    pub insured_id: String,
+    /// Local date of check-in (sessions) or signing (enrolments).
+    pub service_date: String,
+    pub kind: Option<String>,
+}
+
+/// Something an auditor must see about a terminal or its chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Alarm {
+    pub terminal_id: String,
+    /// Stable code: fork, gap, broken_link, clock_skew, backdated, late_sync,
+    /// after_revocation, bad_signature, unknown_key, wrong_hospital.
+    pub kind: String,
+    pub seq: Option<u64>,
+    pub record_id: Option<RecordId>,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// Operations inside one ingest transaction.
+pub trait Tx {
+    /// The chain head of a terminal, locked for the transaction.
+    fn chain_head(&mut self, terminal_id: &str) -> Result<(u64, RecordId), StoreError>;
+    fn set_chain_head(
+        &mut self,
+        terminal_id: &str,
+        seq: u64,
+        id: RecordId,
+    ) -> Result<(), StoreError>;
+    /// Id and log index of the accepted record at a chain position.
+    fn record_at(
+        &mut self,
+        terminal_id: &str,
+        seq: u64,
+    ) -> Result<Option<(RecordId, u64)>, StoreError>;
+    fn log_index_of(&mut self, id: &RecordId) -> Result<Option<u64>, StoreError>;
+    /// The terminal clock of the accepted record at a chain position.
+    fn signed_at(&mut self, terminal_id: &str, seq: u64) -> Result<Option<i64>, StoreError>;
+    /// Stores an accepted record at the next log index (locked); returns it.
+    fn append(&mut self, row: &RecordRow) -> Result<u64, StoreError>;
+    fn alarm(&mut self, alarm: &Alarm) -> Result<(), StoreError>;
+    /// Keeps a record whose predecessors have not arrived yet.
+    fn hold(&mut self, row: &RecordRow) -> Result<(), StoreError>;
+    /// Held records of a terminal, lowest sequence first.
+    fn held(&mut self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError>;
+    fn unhold(&mut self, id: &RecordId) -> Result<(), StoreError>;
+    fn touch_terminal(&mut self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError>;
+}
+
+/// The storage every server replica uses.
+pub trait Store: Send + Sync {
+    /// Runs `f` in one transaction; commits if it returns Ok.
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    fn register_terminal(&self, row: &TerminalRow) -> Result<(), StoreError>;
+    fn terminal(&self, terminal_id: &str) -> Result<Option<TerminalRow>, StoreError>;
+    fn terminal_by_key(&self, key_id: &str) -> Result<Option<TerminalRow>, StoreError>;
+    fn terminals(&self) -> Result<Vec<TerminalRow>, StoreError>;
+    fn approve_terminal(&self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError>;
+    fn revoke_terminal(&self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Remembers a request nonce; false if it was already used.
+    fn use_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Record ids in log order from `from` (for rebuilding the tree).
+    fn log_leaves(&self, from: u64) -> Result<Vec<RecordId>, StoreError>;
+    fn record(&self, id: &RecordId) -> Result<Option<(RecordRow, u64)>, StoreError>;
+    fn records_of(&self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError>;
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError>;
+    fn held_count(&self) -> Result<u64, StoreError>;
+
+    /// Inserts claim lines; a claim id already present is left unchanged.
+    /// Returns how many were new.
+    fn insert_claims(&self, lines: &[ClaimLine], source: &str) -> Result<u64, StoreError>;
+    fn claim_count(&self) -> Result<u64, StoreError>;
+}
+
+/// Opens the store named by `--db`: a `postgres://` URL or an SQLite path.
+pub fn open(db: &str) -> Result<Box<dyn Store>, StoreError> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PgStore::connect(db)?))
+    } else {
+        Ok(Box::new(sqlite::SqliteStore::open(std::path::Path::new(
+            db,
+        ))?))
+    }
+}

@@ -1,0 +1,621 @@
+//! PostgreSQL backend: several stateless server replicas over one database.
+//!
+//! Concurrency: an ingest transaction locks the chain heads of the batch's
+//! terminals (in terminal-id order, so two replicas never deadlock) and then
+//! the single log-head row while it appends. Log indexes and chain positions
+//! are therefore assigned exactly once whatever the number of replicas.
+
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls, Transaction};
+use wuding_protocol::{ClaimLine, RecordId};
+
+use super::{Alarm, RecordRow, Store, StoreError, TerminalRow, Tx};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE terminals (
+    terminal_id     TEXT PRIMARY KEY,
+    hospital_code   TEXT NOT NULL,
+    department_code TEXT NOT NULL,
+    public_key      BYTEA NOT NULL UNIQUE,
+    key_id          TEXT NOT NULL UNIQUE,
+    status          TEXT NOT NULL,
+    requested_at_ms BIGINT NOT NULL,
+    approved_at_ms  BIGINT,
+    revoked_at_ms   BIGINT,
+    revoked_at_seq  BIGINT,
+    last_contact_ms BIGINT
+);
+CREATE TABLE chain_heads (
+    terminal_id TEXT PRIMARY KEY,
+    seq         BIGINT NOT NULL,
+    record_id   BYTEA NOT NULL
+);
+CREATE TABLE records (
+    record_id      BYTEA PRIMARY KEY,
+    terminal_id    TEXT NOT NULL,
+    seq            BIGINT NOT NULL,
+    record_type    TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    payload        BYTEA NOT NULL,
+    signature      BYTEA NOT NULL,
+    signed_at_ms   BIGINT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    log_index      BIGINT NOT NULL UNIQUE,
+    hospital_code  TEXT NOT NULL,
+    insured_id     TEXT NOT NULL,
+    service_date   TEXT NOT NULL,
+    kind           TEXT,
+    UNIQUE (terminal_id, seq)
+);
+CREATE INDEX records_by_date ON records (service_date, hospital_code);
+CREATE INDEX records_by_patient ON records (insured_id, service_date);
+CREATE TABLE held_records (
+    record_id      BYTEA PRIMARY KEY,
+    terminal_id    TEXT NOT NULL,
+    seq            BIGINT NOT NULL,
+    record_type    TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    payload        BYTEA NOT NULL,
+    signature      BYTEA NOT NULL,
+    signed_at_ms   BIGINT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    hospital_code  TEXT NOT NULL,
+    insured_id     TEXT NOT NULL,
+    service_date   TEXT NOT NULL,
+    kind           TEXT
+);
+CREATE INDEX held_by_terminal ON held_records (terminal_id, seq);
+CREATE TABLE log_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    size BIGINT NOT NULL
+);
+INSERT INTO log_head (id, size) VALUES (1, 0);
+CREATE TABLE alarms (
+    id          BIGSERIAL PRIMARY KEY,
+    terminal_id TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    seq         BIGINT,
+    record_id   BYTEA,
+    detail      TEXT NOT NULL,
+    at_ms       BIGINT NOT NULL
+);
+CREATE TABLE nonces (
+    key_id     TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+);
+CREATE TABLE claims (
+    claim_id        TEXT PRIMARY KEY,
+    insured_id      TEXT NOT NULL,
+    hospital_code   TEXT NOT NULL,
+    department_code TEXT NOT NULL,
+    doctor_id       TEXT NOT NULL,
+    service_date    TEXT NOT NULL,
+    service_code    TEXT NOT NULL,
+    service_kind    TEXT NOT NULL,
+    quantity        BIGINT NOT NULL,
+    amount_fen      BIGINT NOT NULL,
+    drug_code       TEXT,
+    dose_milli      BIGINT,
+    dose_unit       TEXT,
+    source          TEXT NOT NULL
+);
+CREATE INDEX claims_by_date ON claims (service_date, hospital_code);
+CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
+"#];
+
+pub struct PgStore {
+    url: String,
+    idle: Mutex<Vec<Client>>,
+}
+
+struct Pooled<'a> {
+    store: &'a PgStore,
+    client: Option<Client>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client.as_ref().expect("client present until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client.as_mut().expect("client present until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take()
+            && !c.is_closed()
+        {
+            self.store
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(c);
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects and applies migrations (under an advisory lock, so replicas
+    /// starting together migrate once).
+    pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let mut client = Client::connect(url, NoTls)?;
+        let mut tx = client.transaction()?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7302811);
+             CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);",
+        )?;
+        let version: i32 = tx
+            .query_opt("SELECT version FROM schema_version", &[])?
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        for m in MIGRATIONS.iter().skip(version as usize) {
+            tx.batch_execute(m)?;
+        }
+        tx.execute("DELETE FROM schema_version", &[])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&(MIGRATIONS.len() as i32)],
+        )?;
+        tx.commit()?;
+        Ok(PgStore {
+            url: url.to_owned(),
+            idle: Mutex::new(vec![client]),
+        })
+    }
+
+    fn client(&self) -> Result<Pooled<'_>, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let client = match idle {
+            Some(c) => c,
+            None => Client::connect(&self.url, NoTls)?,
+        };
+        Ok(Pooled {
+            store: self,
+            client: Some(client),
+        })
+    }
+}
+
+fn id_from(bytes: Vec<u8>) -> Result<RecordId, StoreError> {
+    Ok(RecordId(
+        bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("record id"))?,
+    ))
+}
+
+const TERMINAL_COLUMNS: &str = "terminal_id, hospital_code, department_code, public_key, key_id, status, \
+     requested_at_ms, approved_at_ms, revoked_at_ms, revoked_at_seq, last_contact_ms";
+
+const RECORD_COLUMNS: &str = "record_id, terminal_id, seq, record_type, key_id, payload, signature, signed_at_ms, \
+     received_at_ms, hospital_code, insured_id, service_date, kind";
+
+fn terminal_from(r: &postgres::Row) -> Result<TerminalRow, StoreError> {
+    let key: Vec<u8> = r.get(3);
+    Ok(TerminalRow {
+        terminal_id: r.get(0),
+        hospital_code: r.get(1),
+        department_code: r.get(2),
+        public_key: key
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("public key"))?,
+        key_id: r.get(4),
+        status: r.get(5),
+        requested_at_ms: r.get(6),
+        approved_at_ms: r.get(7),
+        revoked_at_ms: r.get(8),
+        revoked_at_seq: r.get::<_, Option<i64>>(9).map(|s| s as u64),
+        last_contact_ms: r.get(10),
+    })
+}
+
+fn record_from(r: &postgres::Row) -> Result<RecordRow, StoreError> {
+    let sig: Vec<u8> = r.get(6);
+    Ok(RecordRow {
+        record_id: id_from(r.get(0))?,
+        terminal_id: r.get(1),
+        seq: r.get::<_, i64>(2) as u64,
+        record_type: r.get(3),
+        key_id: r.get(4),
+        payload: r.get(5),
+        signature: sig
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("signature"))?,
+        signed_at_ms: r.get(7),
+        received_at_ms: r.get(8),
+        hospital_code: r.get(9),
+        insured_id: r.get(10),
+        service_date: r.get(11),
+        kind: r.get(12),
+    })
+}
+
+struct PgTx<'a> {
+    tx: Transaction<'a>,
+}
+
+impl PgTx<'_> {
+    fn insert_row(
+        &mut self,
+        table: &str,
+        row: &RecordRow,
+        log_index: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let seq = row.seq as i64;
+        let id = row.record_id.0.as_slice();
+        let sig = row.signature.as_slice();
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+            &id,
+            &row.terminal_id,
+            &seq,
+            &row.record_type,
+            &row.key_id,
+            &row.payload,
+            &sig,
+            &row.signed_at_ms,
+            &row.received_at_ms,
+            &row.hospital_code,
+            &row.insured_id,
+            &row.service_date,
+            &row.kind,
+        ];
+        let index = log_index.map(|i| i as i64);
+        let sql = match &index {
+            Some(i) => {
+                values.push(i);
+                format!(
+                    "INSERT INTO {table} ({RECORD_COLUMNS}, log_index) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)"
+                )
+            }
+            None => format!(
+                "INSERT INTO {table} ({RECORD_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT DO NOTHING"
+            ),
+        };
+        self.tx.execute(sql.as_str(), &values)?;
+        Ok(())
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn chain_head(&mut self, terminal_id: &str) -> Result<(u64, RecordId), StoreError> {
+        self.tx.execute(
+            "INSERT INTO chain_heads (terminal_id, seq, record_id) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING",
+            &[&terminal_id, &RecordId::GENESIS.0.as_slice()],
+        )?;
+        let row = self.tx.query_one(
+            "SELECT seq, record_id FROM chain_heads WHERE terminal_id = $1 FOR UPDATE",
+            &[&terminal_id],
+        )?;
+        Ok((row.get::<_, i64>(0) as u64, id_from(row.get(1))?))
+    }
+
+    fn set_chain_head(
+        &mut self,
+        terminal_id: &str,
+        seq: u64,
+        id: RecordId,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE chain_heads SET seq = $2, record_id = $3 WHERE terminal_id = $1",
+            &[&terminal_id, &(seq as i64), &id.0.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn record_at(
+        &mut self,
+        terminal_id: &str,
+        seq: u64,
+    ) -> Result<Option<(RecordId, u64)>, StoreError> {
+        self.tx
+            .query_opt(
+                "SELECT record_id, log_index FROM records WHERE terminal_id = $1 AND seq = $2",
+                &[&terminal_id, &(seq as i64)],
+            )?
+            .map(|r| Ok((id_from(r.get(0))?, r.get::<_, i64>(1) as u64)))
+            .transpose()
+    }
+
+    fn log_index_of(&mut self, id: &RecordId) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT log_index FROM records WHERE record_id = $1",
+                &[&id.0.as_slice()],
+            )?
+            .map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    fn signed_at(&mut self, terminal_id: &str, seq: u64) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(
+                "SELECT signed_at_ms FROM records WHERE terminal_id = $1 AND seq = $2",
+                &[&terminal_id, &(seq as i64)],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn append(&mut self, row: &RecordRow) -> Result<u64, StoreError> {
+        let size: i64 = self
+            .tx
+            .query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])?
+            .get(0);
+        self.insert_row("records", row, Some(size as u64))?;
+        self.tx
+            .execute("UPDATE log_head SET size = $1 WHERE id = 1", &[&(size + 1)])?;
+        Ok(size as u64)
+    }
+
+    fn alarm(&mut self, a: &Alarm) -> Result<(), StoreError> {
+        let record_id = a.record_id.map(|r| r.0.to_vec());
+        self.tx.execute(
+            "INSERT INTO alarms (terminal_id, kind, seq, record_id, detail, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&a.terminal_id, &a.kind, &a.seq.map(|s| s as i64), &record_id, &a.detail, &a.at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn hold(&mut self, row: &RecordRow) -> Result<(), StoreError> {
+        self.insert_row("held_records", row, None)
+    }
+
+    fn held(&mut self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError> {
+        self.tx
+            .query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM held_records WHERE terminal_id = $1 ORDER BY seq"
+                ),
+                &[&terminal_id],
+            )?
+            .iter()
+            .map(record_from)
+            .collect()
+    }
+
+    fn unhold(&mut self, id: &RecordId) -> Result<(), StoreError> {
+        self.tx.execute(
+            "DELETE FROM held_records WHERE record_id = $1",
+            &[&id.0.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn touch_terminal(&mut self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE terminals SET last_contact_ms = $2 WHERE terminal_id = $1",
+            &[&terminal_id, &now_ms],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for PgStore {
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client()?;
+        let tx = client.transaction()?;
+        let mut t = PgTx { tx };
+        f(&mut t)?;
+        t.tx.commit()?;
+        Ok(())
+    }
+
+    fn register_terminal(&self, t: &TerminalRow) -> Result<(), StoreError> {
+        let n = self.client()?.execute(
+            &format!(
+                "INSERT INTO terminals ({TERMINAL_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING"
+            ),
+            &[
+                &t.terminal_id,
+                &t.hospital_code,
+                &t.department_code,
+                &t.public_key.as_slice(),
+                &t.key_id,
+                &t.status,
+                &t.requested_at_ms,
+                &t.approved_at_ms,
+                &t.revoked_at_ms,
+                &t.revoked_at_seq.map(|s| s as i64),
+                &t.last_contact_ms,
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "terminal {} or its key is already registered",
+                t.terminal_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn terminal(&self, terminal_id: &str) -> Result<Option<TerminalRow>, StoreError> {
+        self.client()?
+            .query_opt(
+                &format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE terminal_id = $1"),
+                &[&terminal_id],
+            )?
+            .as_ref()
+            .map(terminal_from)
+            .transpose()
+    }
+
+    fn terminal_by_key(&self, key_id: &str) -> Result<Option<TerminalRow>, StoreError> {
+        self.client()?
+            .query_opt(
+                &format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE key_id = $1"),
+                &[&key_id],
+            )?
+            .as_ref()
+            .map(terminal_from)
+            .transpose()
+    }
+
+    fn terminals(&self) -> Result<Vec<TerminalRow>, StoreError> {
+        self.client()?
+            .query(
+                &format!("SELECT {TERMINAL_COLUMNS} FROM terminals ORDER BY terminal_id"),
+                &[],
+            )?
+            .iter()
+            .map(terminal_from)
+            .collect()
+    }
+
+    fn approve_terminal(&self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let n = self.client()?.execute(
+            "UPDATE terminals SET status = 'approved', approved_at_ms = $2 WHERE terminal_id = $1 AND status = 'pending'",
+            &[&terminal_id, &now_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "a pending terminal {terminal_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn revoke_terminal(&self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let n = self.client()?.execute(
+            "UPDATE terminals SET status = 'revoked', revoked_at_ms = $2,
+                revoked_at_seq = COALESCE((SELECT seq FROM chain_heads WHERE terminal_id = $1), 0)
+             WHERE terminal_id = $1 AND status <> 'revoked'",
+            &[&terminal_id, &now_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "an unrevoked terminal {terminal_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn use_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.client()?;
+        c.execute("DELETE FROM nonces WHERE expires_ms < $1", &[&now_ms])?;
+        let n = c.execute(
+            "INSERT INTO nonces (key_id, nonce, expires_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&key_id, &nonce, &expires_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn log_leaves(&self, from: u64) -> Result<Vec<RecordId>, StoreError> {
+        self.client()?
+            .query(
+                "SELECT record_id FROM records WHERE log_index >= $1 ORDER BY log_index",
+                &[&(from as i64)],
+            )?
+            .into_iter()
+            .map(|r| id_from(r.get(0)))
+            .collect()
+    }
+
+    fn record(&self, id: &RecordId) -> Result<Option<(RecordRow, u64)>, StoreError> {
+        self.client()?
+            .query_opt(
+                &format!("SELECT {RECORD_COLUMNS}, log_index FROM records WHERE record_id = $1"),
+                &[&id.0.as_slice()],
+            )?
+            .map(|r| Ok((record_from(&r)?, r.get::<_, i64>(13) as u64)))
+            .transpose()
+    }
+
+    fn records_of(&self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError> {
+        self.client()?
+            .query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM records WHERE terminal_id = $1 ORDER BY seq"
+                ),
+                &[&terminal_id],
+            )?
+            .iter()
+            .map(record_from)
+            .collect()
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        self.client()?
+            .query(
+                "SELECT terminal_id, kind, seq, record_id, detail, at_ms FROM alarms ORDER BY id",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| {
+                Ok(Alarm {
+                    terminal_id: r.get(0),
+                    kind: r.get(1),
+                    seq: r.get::<_, Option<i64>>(2).map(|s| s as u64),
+                    record_id: r.get::<_, Option<Vec<u8>>>(3).map(id_from).transpose()?,
+                    detail: r.get(4),
+                    at_ms: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    fn held_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .client()?
+            .query_one("SELECT COUNT(*) FROM held_records", &[])?
+            .get::<_, i64>(0) as u64)
+    }
+
+    fn insert_claims(&self, lines: &[ClaimLine], source: &str) -> Result<u64, StoreError> {
+        let mut c = self.client()?;
+        let mut tx = c.transaction()?;
+        let stmt = tx.prepare(
+            "INSERT INTO claims (claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit, source)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) ON CONFLICT DO NOTHING",
+        )?;
+        let mut inserted = 0;
+        for l in lines {
+            inserted += tx.execute(
+                &stmt,
+                &[
+                    &l.claim_id,
+                    &l.insured_id,
+                    &l.hospital_code,
+                    &l.department_code,
+                    &l.doctor_id,
+                    &l.service_date.to_string(),
+                    &l.service_code,
+                    &l.service_kind.code(),
+                    &(l.quantity as i64),
+                    &(l.amount_fen as i64),
+                    &l.drug_code,
+                    &l.dose.as_ref().map(|d| d.amount_milli as i64),
+                    &l.dose.as_ref().map(|d| d.unit.clone()),
+                    &source,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn claim_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .client()?
+            .query_one("SELECT COUNT(*) FROM claims", &[])?
+            .get::<_, i64>(0) as u64)
+    }
+}

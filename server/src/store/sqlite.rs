@@ -1,0 +1,627 @@
+//! SQLite backend (rusqlite, bundled): the single-node default.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use wuding_protocol::{ClaimLine, RecordId};
+
+use super::{Alarm, RecordRow, Store, StoreError, TerminalRow, Tx};
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE terminals (
+    terminal_id     TEXT PRIMARY KEY,
+    hospital_code   TEXT NOT NULL,
+    department_code TEXT NOT NULL,
+    public_key      BLOB NOT NULL UNIQUE,
+    key_id          TEXT NOT NULL UNIQUE,
+    status          TEXT NOT NULL,
+    requested_at_ms INTEGER NOT NULL,
+    approved_at_ms  INTEGER,
+    revoked_at_ms   INTEGER,
+    revoked_at_seq  INTEGER,
+    last_contact_ms INTEGER
+);
+CREATE TABLE chain_heads (
+    terminal_id TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    record_id   BLOB NOT NULL
+);
+CREATE TABLE records (
+    record_id      BLOB PRIMARY KEY,
+    terminal_id    TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    record_type    TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    signed_at_ms   INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    log_index      INTEGER NOT NULL UNIQUE,
+    hospital_code  TEXT NOT NULL,
+    insured_id     TEXT NOT NULL,
+    service_date   TEXT NOT NULL,
+    kind           TEXT,
+    UNIQUE (terminal_id, seq)
+);
+CREATE INDEX records_by_date ON records (service_date, hospital_code);
+CREATE INDEX records_by_patient ON records (insured_id, service_date);
+CREATE TABLE held_records (
+    record_id      BLOB PRIMARY KEY,
+    terminal_id    TEXT NOT NULL,
+    seq            INTEGER NOT NULL,
+    record_type    TEXT NOT NULL,
+    key_id         TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    signature      BLOB NOT NULL,
+    signed_at_ms   INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    hospital_code  TEXT NOT NULL,
+    insured_id     TEXT NOT NULL,
+    service_date   TEXT NOT NULL,
+    kind           TEXT
+);
+CREATE INDEX held_by_terminal ON held_records (terminal_id, seq);
+CREATE TABLE log_head (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    size INTEGER NOT NULL
+);
+INSERT INTO log_head (id, size) VALUES (1, 0);
+CREATE TABLE alarms (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    terminal_id TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    seq         INTEGER,
+    record_id   BLOB,
+    detail      TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL
+);
+CREATE TABLE nonces (
+    key_id     TEXT NOT NULL,
+    nonce      TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (key_id, nonce)
+);
+CREATE TABLE claims (
+    claim_id        TEXT PRIMARY KEY,
+    insured_id      TEXT NOT NULL,
+    hospital_code   TEXT NOT NULL,
+    department_code TEXT NOT NULL,
+    doctor_id       TEXT NOT NULL,
+    service_date    TEXT NOT NULL,
+    service_code    TEXT NOT NULL,
+    service_kind    TEXT NOT NULL,
+    quantity        INTEGER NOT NULL,
+    amount_fen      INTEGER NOT NULL,
+    drug_code       TEXT,
+    dose_milli      INTEGER,
+    dose_unit       TEXT,
+    source          TEXT NOT NULL
+);
+CREATE INDEX claims_by_date ON claims (service_date, hospital_code);
+CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)?;
+        SqliteStore::init(conn)
+    }
+
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        SqliteStore::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let tx = conn.transaction()?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn id_from(bytes: Vec<u8>) -> Result<RecordId, StoreError> {
+    Ok(RecordId(
+        bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("record id"))?,
+    ))
+}
+
+fn terminal_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(TerminalRow, Vec<u8>)> {
+    Ok((
+        TerminalRow {
+            terminal_id: r.get(0)?,
+            hospital_code: r.get(1)?,
+            department_code: r.get(2)?,
+            public_key: [0; 32],
+            key_id: r.get(4)?,
+            status: r.get(5)?,
+            requested_at_ms: r.get(6)?,
+            approved_at_ms: r.get(7)?,
+            revoked_at_ms: r.get(8)?,
+            revoked_at_seq: r.get::<_, Option<i64>>(9)?.map(|s| s as u64),
+            last_contact_ms: r.get(10)?,
+        },
+        r.get(3)?,
+    ))
+}
+
+fn finish_terminal((mut t, key): (TerminalRow, Vec<u8>)) -> Result<TerminalRow, StoreError> {
+    t.public_key = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("public key"))?;
+    Ok(t)
+}
+
+const TERMINAL_COLUMNS: &str = "terminal_id, hospital_code, department_code, public_key, key_id, status, \
+     requested_at_ms, approved_at_ms, revoked_at_ms, revoked_at_seq, last_contact_ms";
+
+const RECORD_COLUMNS: &str = "record_id, terminal_id, seq, record_type, key_id, payload, signature, signed_at_ms, \
+     received_at_ms, hospital_code, insured_id, service_date, kind";
+
+fn record_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RecordRow, Vec<u8>, Vec<u8>)> {
+    Ok((
+        RecordRow {
+            record_id: RecordId::GENESIS,
+            terminal_id: r.get(1)?,
+            seq: r.get::<_, i64>(2)? as u64,
+            record_type: r.get(3)?,
+            key_id: r.get(4)?,
+            payload: r.get(5)?,
+            signature: [0; 64],
+            signed_at_ms: r.get(7)?,
+            received_at_ms: r.get(8)?,
+            hospital_code: r.get(9)?,
+            insured_id: r.get(10)?,
+            service_date: r.get(11)?,
+            kind: r.get(12)?,
+        },
+        r.get(0)?,
+        r.get(6)?,
+    ))
+}
+
+fn finish_record(
+    (mut row, id, sig): (RecordRow, Vec<u8>, Vec<u8>),
+) -> Result<RecordRow, StoreError> {
+    row.record_id = id_from(id)?;
+    row.signature = sig
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("signature"))?;
+    Ok(row)
+}
+
+struct SqliteTx<'a> {
+    tx: Transaction<'a>,
+}
+
+impl SqliteTx<'_> {
+    fn insert_row(
+        &self,
+        table: &str,
+        row: &RecordRow,
+        log_index: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let (cols, vals) = match log_index {
+            Some(_) => (
+                format!("{RECORD_COLUMNS}, log_index"),
+                "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14",
+            ),
+            None => (
+                RECORD_COLUMNS.to_owned(),
+                "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13",
+            ),
+        };
+        let sql = format!("INSERT INTO {table} ({cols}) VALUES ({vals})");
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let base = params![
+            row.record_id.0.as_slice(),
+            row.terminal_id,
+            row.seq as i64,
+            row.record_type,
+            row.key_id,
+            row.payload,
+            row.signature.as_slice(),
+            row.signed_at_ms,
+            row.received_at_ms,
+            row.hospital_code,
+            row.insured_id,
+            row.service_date,
+            row.kind,
+        ];
+        match log_index {
+            Some(i) => {
+                let mut all: Vec<&dyn rusqlite::ToSql> = base.to_vec();
+                let i = i as i64;
+                all.push(&i);
+                stmt.execute(all.as_slice())?;
+            }
+            None => {
+                stmt.execute(base)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn chain_head(&mut self, terminal_id: &str) -> Result<(u64, RecordId), StoreError> {
+        let head: Option<(i64, Vec<u8>)> = self
+            .tx
+            .query_row(
+                "SELECT seq, record_id FROM chain_heads WHERE terminal_id = ?1",
+                params![terminal_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match head {
+            Some((seq, id)) => Ok((seq as u64, id_from(id)?)),
+            None => Ok((0, RecordId::GENESIS)),
+        }
+    }
+
+    fn set_chain_head(
+        &mut self,
+        terminal_id: &str,
+        seq: u64,
+        id: RecordId,
+    ) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO chain_heads (terminal_id, seq, record_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, record_id = excluded.record_id",
+            params![terminal_id, seq as i64, id.0.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn record_at(
+        &mut self,
+        terminal_id: &str,
+        seq: u64,
+    ) -> Result<Option<(RecordId, u64)>, StoreError> {
+        let found: Option<(Vec<u8>, i64)> = self
+            .tx
+            .query_row(
+                "SELECT record_id, log_index FROM records WHERE terminal_id = ?1 AND seq = ?2",
+                params![terminal_id, seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        found
+            .map(|(id, i)| Ok((id_from(id)?, i as u64)))
+            .transpose()
+    }
+
+    fn log_index_of(&mut self, id: &RecordId) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT log_index FROM records WHERE record_id = ?1",
+                params![id.0.as_slice()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|i| i as u64))
+    }
+
+    fn signed_at(&mut self, terminal_id: &str, seq: u64) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT signed_at_ms FROM records WHERE terminal_id = ?1 AND seq = ?2",
+                params![terminal_id, seq as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn append(&mut self, row: &RecordRow) -> Result<u64, StoreError> {
+        let size: i64 = self
+            .tx
+            .query_row("SELECT size FROM log_head WHERE id = 1", [], |r| r.get(0))?;
+        self.insert_row("records", row, Some(size as u64))?;
+        self.tx.execute(
+            "UPDATE log_head SET size = ?1 WHERE id = 1",
+            params![size + 1],
+        )?;
+        Ok(size as u64)
+    }
+
+    fn alarm(&mut self, a: &Alarm) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO alarms (terminal_id, kind, seq, record_id, detail, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                a.terminal_id,
+                a.kind,
+                a.seq.map(|s| s as i64),
+                a.record_id.map(|r| r.0.to_vec()),
+                a.detail,
+                a.at_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn hold(&mut self, row: &RecordRow) -> Result<(), StoreError> {
+        let exists: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT 1 FROM held_records WHERE record_id = ?1",
+                params![row.record_id.0.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            self.insert_row("held_records", row, None)?;
+        }
+        Ok(())
+    }
+
+    fn held(&mut self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM held_records WHERE terminal_id = ?1 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params![terminal_id], record_from)?;
+        rows.map(|r| finish_record(r?)).collect()
+    }
+
+    fn unhold(&mut self, id: &RecordId) -> Result<(), StoreError> {
+        self.tx.execute(
+            "DELETE FROM held_records WHERE record_id = ?1",
+            params![id.0.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn touch_terminal(&mut self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.tx.execute(
+            "UPDATE terminals SET last_contact_ms = ?2 WHERE terminal_id = ?1",
+            params![terminal_id, now_ms],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut t = SqliteTx { tx };
+        f(&mut t)?;
+        t.tx.commit()?;
+        Ok(())
+    }
+
+    fn register_terminal(&self, t: &TerminalRow) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            &format!("INSERT INTO terminals ({TERMINAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING"),
+            params![
+                t.terminal_id,
+                t.hospital_code,
+                t.department_code,
+                t.public_key.as_slice(),
+                t.key_id,
+                t.status,
+                t.requested_at_ms,
+                t.approved_at_ms,
+                t.revoked_at_ms,
+                t.revoked_at_seq.map(|s| s as i64),
+                t.last_contact_ms
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "terminal {} or its key is already registered",
+                t.terminal_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn terminal(&self, terminal_id: &str) -> Result<Option<TerminalRow>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE terminal_id = ?1"),
+            params![terminal_id],
+            terminal_from,
+        )
+        .optional()?
+        .map(finish_terminal)
+        .transpose()
+    }
+
+    fn terminal_by_key(&self, key_id: &str) -> Result<Option<TerminalRow>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE key_id = ?1"),
+            params![key_id],
+            terminal_from,
+        )
+        .optional()?
+        .map(finish_terminal)
+        .transpose()
+    }
+
+    fn terminals(&self) -> Result<Vec<TerminalRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {TERMINAL_COLUMNS} FROM terminals ORDER BY terminal_id"
+        ))?;
+        let rows = stmt.query_map([], terminal_from)?;
+        rows.map(|r| finish_terminal(r?)).collect()
+    }
+
+    fn approve_terminal(&self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE terminals SET status = 'approved', approved_at_ms = ?2 WHERE terminal_id = ?1 AND status = 'pending'",
+            params![terminal_id, now_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "a pending terminal {terminal_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn revoke_terminal(&self, terminal_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE terminals SET status = 'revoked', revoked_at_ms = ?2,
+                revoked_at_seq = COALESCE((SELECT seq FROM chain_heads WHERE terminal_id = ?1), 0)
+             WHERE terminal_id = ?1 AND status <> 'revoked'",
+            params![terminal_id, now_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "an unrevoked terminal {terminal_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn use_nonce(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM nonces WHERE expires_ms < ?1", params![now_ms])?;
+        let n = conn.execute(
+            "INSERT INTO nonces (key_id, nonce, expires_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![key_id, nonce, expires_ms],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn log_leaves(&self, from: u64) -> Result<Vec<RecordId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT record_id FROM records WHERE log_index >= ?1 ORDER BY log_index")?;
+        let rows = stmt.query_map(params![from as i64], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|r| id_from(r?)).collect()
+    }
+
+    fn record(&self, id: &RecordId) -> Result<Option<(RecordRow, u64)>, StoreError> {
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                &format!("SELECT {RECORD_COLUMNS}, log_index FROM records WHERE record_id = ?1"),
+                params![id.0.as_slice()],
+                |r| Ok((record_from(r)?, r.get::<_, i64>(13)?)),
+            )
+            .optional()?;
+        found
+            .map(|(row, i)| Ok((finish_record(row)?, i as u64)))
+            .transpose()
+    }
+
+    fn records_of(&self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE terminal_id = ?1 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params![terminal_id], record_from)?;
+        rows.map(|r| finish_record(r?)).collect()
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT terminal_id, kind, seq, record_id, detail, at_ms FROM alarms ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<Vec<u8>>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (terminal_id, kind, seq, record_id, detail, at_ms) = r?;
+            Ok(Alarm {
+                terminal_id,
+                kind,
+                seq: seq.map(|s| s as u64),
+                record_id: record_id.map(id_from).transpose()?,
+                detail,
+                at_ms,
+            })
+        })
+        .collect()
+    }
+
+    fn held_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM held_records", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    fn insert_claims(&self, lines: &[ClaimLine], source: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut inserted = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO claims (claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                    service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING",
+            )?;
+            for c in lines {
+                inserted += stmt.execute(params![
+                    c.claim_id,
+                    c.insured_id,
+                    c.hospital_code,
+                    c.department_code,
+                    c.doctor_id,
+                    c.service_date.to_string(),
+                    c.service_code,
+                    c.service_kind.code(),
+                    c.quantity,
+                    c.amount_fen as i64,
+                    c.drug_code,
+                    c.dose.as_ref().map(|d| d.amount_milli as i64),
+                    c.dose.as_ref().map(|d| d.unit.clone()),
+                    source
+                ])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn claim_count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM claims", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+}
