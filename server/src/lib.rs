@@ -2,6 +2,8 @@
 //! transparency log, claims import. The binary (`main.rs`) is a thin shell
 //! around this library; tests bind `127.0.0.1:0` and call [`http::router`].
 
+pub mod claims;
+pub mod http;
 pub mod ingest;
 pub mod registry;
 pub mod store;

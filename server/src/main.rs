@@ -1,6 +1,310 @@
-//! `wuding-server`: thin binary; everything lives in the library. (Being built: issue 5.)
+//! `wuding-server`: thin binary. Parse arguments, set up tracing, open the
+//! store named by `--db` (an SQLite path or a postgres:// URL), launch.
 
-fn main() {
-    eprintln!("wuding-server: not built yet; see README.md for what runs today");
-    std::process::exit(2);
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use wuding_protocol::{Envelope, TerminalSigner};
+use wuding_server::claims::{self, Mapping};
+use wuding_server::http::{AppState, Metrics, router};
+use wuding_server::ingest::{IngestPolicy, Log, Outcome, ingest};
+use wuding_server::store::{self, Store};
+
+#[derive(Parser)]
+#[command(name = "wuding-server", version, about = "wuding central server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Db {
+    /// SQLite file path, or a postgres:// URL.
+    #[arg(long, default_value = "wuding.db")]
+    db: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The log's signing key (hex seed, mode 0600); created if missing.
+        /// Keep it outside the database.
+        #[arg(long, default_value = "wuding-log.key")]
+        log_key_file: PathBuf,
+    },
+    /// Terminal registry.
+    Terminal {
+        #[command(subcommand)]
+        action: TerminalAction,
+    },
+    /// Import signed records (JSON lines of envelopes) from a terminal that
+    /// was offline for a long time.
+    ImportRecords {
+        file: PathBuf,
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, default_value = "wuding-log.key")]
+        log_key_file: PathBuf,
+    },
+    /// Import claims (CSV of DESIGN.md, or any layout with --mapping).
+    ImportClaims {
+        file: PathBuf,
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Subcommand)]
+enum TerminalAction {
+    List {
+        #[command(flatten)]
+        db: Db,
+    },
+    Approve {
+        terminal_id: String,
+        #[command(flatten)]
+        db: Db,
+    },
+    Revoke {
+        terminal_id: String,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn open(db: &Db) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::from(
+        store::open(&db.db).with_context(|| format!("opening {}", db.db))?,
+    ))
+}
+
+/// Loads the log key, creating it (mode 0600) on first use.
+fn log_key(path: &Path) -> anyhow::Result<TerminalSigner> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let seed: [u8; 32] = wuding_protocol::ids::parse_lower_hex(text.trim())
+                .with_context(|| format!("{} is not 64 hex digits", path.display()))?;
+            Ok(TerminalSigner::from_seed(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(hex::encode(seed).as_bytes())?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), "created a new log key");
+            Ok(TerminalSigner::from_seed(&seed))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            db,
+            listen,
+            log_key_file,
+        } => {
+            let store = open(&db)?;
+            let log = Arc::new(Log::new(log_key(&log_key_file)?));
+            let size = log.sync(&*store)?;
+            let state = AppState {
+                store,
+                log,
+                policy: IngestPolicy::default(),
+                metrics: Arc::new(Metrics::default()),
+                clock: Arc::new(now_ms),
+            };
+            // Database clients must be dropped outside the async runtime.
+            let keep_store = state.store.clone();
+            let runtime = tokio::runtime::Runtime::new()?;
+            let served = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
+                tracing::info!(addr = %listener.local_addr()?, log_size = size, "wuding-server listening");
+                println!("listening on http://{}", listener.local_addr()?);
+                axum::serve(listener, router(state))
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                Ok::<(), anyhow::Error>(())
+            });
+            drop(runtime);
+            drop(keep_store);
+            served
+        }
+        Command::Terminal { action } => match action {
+            TerminalAction::List { db } => {
+                let store = open(&db)?;
+                println!(
+                    "{:<24} {:<14} {:<10} {:<32} last contact",
+                    "terminal", "hospital", "status", "key id"
+                );
+                for t in store.terminals()? {
+                    println!(
+                        "{:<24} {:<14} {:<10} {:<32} {}",
+                        t.terminal_id,
+                        t.hospital_code,
+                        t.status,
+                        t.key_id,
+                        t.last_contact_ms.map_or("never".into(), |m| m.to_string())
+                    );
+                }
+                Ok(())
+            }
+            TerminalAction::Approve { terminal_id, db } => {
+                open(&db)?.approve_terminal(&terminal_id, now_ms())?;
+                println!("approved {terminal_id}");
+                Ok(())
+            }
+            TerminalAction::Revoke { terminal_id, db } => {
+                open(&db)?.revoke_terminal(&terminal_id, now_ms())?;
+                println!("revoked {terminal_id}: records it signed from now on are refused");
+                Ok(())
+            }
+        },
+        Command::ImportRecords {
+            file,
+            db,
+            log_key_file,
+        } => {
+            let store = open(&db)?;
+            let log = Log::new(log_key(&log_key_file)?);
+            log.sync(&*store)?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            );
+            let (mut counts, mut batch, mut bad_lines) =
+                (std::collections::BTreeMap::new(), Vec::new(), 0u64);
+            let run = |batch: &mut Vec<Envelope>,
+                       counts: &mut std::collections::BTreeMap<&'static str, u64>|
+             -> anyhow::Result<()> {
+                for o in ingest(&*store, &log, &IngestPolicy::default(), batch, now_ms())? {
+                    if let Outcome::Rejected {
+                        record_id,
+                        reason,
+                        detail,
+                    } = &o
+                    {
+                        eprintln!("record {}: {reason}: {detail}", record_id.short());
+                    }
+                    *counts.entry(o.reason()).or_insert(0) += 1;
+                }
+                batch.clear();
+                Ok(())
+            };
+            for (n, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match Envelope::from_json(line.as_bytes()) {
+                    Ok(e) => batch.push(e),
+                    Err(e) => {
+                        bad_lines += 1;
+                        eprintln!("line {}: {e}", n + 1);
+                    }
+                }
+                if batch.len() == 500 {
+                    run(&mut batch, &mut counts)?;
+                }
+            }
+            run(&mut batch, &mut counts)?;
+            for (k, v) in &counts {
+                println!("{k}: {v}");
+            }
+            println!("unreadable lines: {bad_lines}");
+            Ok(())
+        }
+        Command::ImportClaims { file, mapping, db } => {
+            let store = open(&db)?;
+            let mapping = match mapping {
+                Some(path) => Mapping::parse(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None => Mapping::standard(),
+            };
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = if std::io::stderr().is_terminal() {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                Some(bar)
+            } else {
+                None
+            };
+            let started = std::time::Instant::now();
+            let report = claims::import(
+                &*store,
+                std::io::BufReader::with_capacity(1 << 20, f),
+                &mapping,
+                &file.display().to_string(),
+                |bytes| {
+                    if let Some(b) = &bar {
+                        b.set_position(bytes)
+                    }
+                },
+            )?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            for e in &report.errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "rows: {}, new: {}, already present: {}, refused: {}, {:.0} rows/s",
+                report.rows,
+                report.inserted,
+                report.already_present,
+                report.errors.len() as u64 + report.errors_not_kept,
+                report.rows as f64 / secs.max(1e-9)
+            );
+            if report.inserted + report.already_present == 0 && report.rows > 0 {
+                bail!("no row could be imported");
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,520 @@
+//! The HTTP API (axum). Terminal calls are signed requests (see
+//! `wuding_protocol::api` and `docs/api.md`); database work runs on the
+//! blocking pool so the async workers never wait on SQLite or PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use wuding_protocol::api::{
+    HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RecordResult, RecordVerdict,
+    RegistrationRequest, RegistrationResponse, RequestAuth, TerminalStatus, UploadRequest,
+    UploadResponse,
+};
+use wuding_protocol::{RecordId, TerminalKey};
+
+use crate::ingest::{IngestPolicy, Log, Outcome, ingest};
+use crate::registry::{RegistryError, register};
+use crate::store::{Store, StoreError, TerminalRow};
+
+/// Largest upload body (a batch of up to [`MAX_BATCH`] envelopes).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BATCH: usize = 500;
+/// Accepted difference between a request's timestamp and the server clock.
+pub const REQUEST_WINDOW_MS: i64 = 5 * 60_000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub log: Arc<Log>,
+    pub policy: IngestPolicy,
+    pub metrics: Arc<Metrics>,
+    /// The server clock (Unix ms); replaceable in tests.
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// Prometheus counters.
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    pub fn add(&self, name: &str, n: u64) {
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default() += n;
+    }
+
+    fn render(&self) -> String {
+        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = String::from(
+            "# HELP wuding_records_total Records uploaded, by verdict.\n# TYPE wuding_records_total counter\n",
+        );
+        for (k, v) in counters.iter().filter(|(k, _)| k.starts_with("records:")) {
+            out.push_str(&format!(
+                "wuding_records_total{{verdict=\"{}\"}} {v}\n",
+                &k[8..]
+            ));
+        }
+        out.push_str("# HELP wuding_requests_total HTTP requests, by route.\n# TYPE wuding_requests_total counter\n");
+        for (k, v) in counters.iter().filter(|(k, _)| k.starts_with("requests:")) {
+            out.push_str(&format!(
+                "wuding_requests_total{{route=\"{}\"}} {v}\n",
+                &k[9..]
+            ));
+        }
+        out.push_str(
+            "# HELP wuding_request_seconds_total Time spent answering, by route.\n# TYPE wuding_request_seconds_total counter\n",
+        );
+        for (k, v) in counters.iter().filter(|(k, _)| k.starts_with("micros:")) {
+            out.push_str(&format!(
+                "wuding_request_seconds_total{{route=\"{}\"}} {:.6}\n",
+                &k[7..],
+                *v as f64 / 1e6
+            ));
+        }
+        out
+    }
+}
+
+/// An error answer: a status, a stable code and a message that never
+/// exposes internals (those are logged once, here).
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl AppError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+        AppError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> AppError {
+        match e {
+            StoreError::Conflict(m) => AppError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::NotFound(m) => AppError::new(StatusCode::NOT_FOUND, "not_found", m),
+            other => {
+                tracing::error!(error = %other, "storage error");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage",
+                    "storage is unavailable; retry later",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+/// Runs database work on plain OS threads outside the async runtime. (The
+/// synchronous PostgreSQL client drives its own small runtime and must not
+/// be called from tokio's threads, not even its blocking pool.)
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    db_pool().run(Box::new(move || {
+        let _ = tx.send(f());
+    }));
+    rx.await.unwrap_or_else(|_| {
+        tracing::error!("a database task panicked");
+        Err(AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        ))
+    })
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+struct DbPool {
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl DbPool {
+    fn run(&self, job: Job) {
+        let _ = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job);
+    }
+}
+
+fn db_pool() -> &'static DbPool {
+    static POOL: std::sync::OnceLock<DbPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..8 {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("wuding-db-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            // A panicking job drops its reply sender; the
+                            // caller answers 500 and the thread lives on.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("spawning a database thread");
+        }
+        DbPool {
+            jobs: Mutex::new(tx),
+        }
+    })
+}
+
+/// The API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/terminals/register", post(register_terminal))
+        .route("/api/v1/terminals/me", get(me))
+        .route("/api/v1/records", post(upload))
+        .route("/api/v1/log/checkpoint", get(checkpoint))
+        .route("/api/v1/log/consistency", get(consistency))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health(State(s): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    let store = s.store.clone();
+    let held = blocking(move || Ok(store.held_count()?)).await?;
+    Ok(Json(
+        serde_json::json!({"status": "ok", "held_records": held}),
+    ))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, AppError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| AppError::unauthorized(format!("missing header {name}")))
+}
+
+fn request_auth(headers: &HeaderMap) -> Result<RequestAuth, AppError> {
+    Ok(RequestAuth {
+        key_id: header_str(headers, HEADER_KEY)?.to_owned(),
+        timestamp_ms: header_str(headers, HEADER_TIMESTAMP)?
+            .parse()
+            .map_err(|_| AppError::unauthorized("x-wuding-timestamp is not an integer"))?,
+        nonce: header_str(headers, HEADER_NONCE)?.to_owned(),
+        signature: header_str(headers, HEADER_SIGNATURE)?.to_owned(),
+    })
+}
+
+/// Checks a signed request: signature, time window, nonce not seen before.
+fn check_request(
+    s: &AppState,
+    key: &TerminalKey,
+    auth: &RequestAuth,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(), AppError> {
+    let now = (s.clock)();
+    if (auth.timestamp_ms - now).abs() > REQUEST_WINDOW_MS {
+        return Err(AppError::unauthorized(
+            "request timestamp is outside the accepted window; check the terminal clock",
+        ));
+    }
+    if !auth.verify(key, method.as_str(), uri.path(), body) {
+        return Err(AppError::unauthorized("request signature does not verify"));
+    }
+    if !s
+        .store
+        .use_nonce(&auth.key_id, &auth.nonce, now + 2 * REQUEST_WINDOW_MS, now)?
+    {
+        return Err(AppError::unauthorized(
+            "request nonce was already used (replay)",
+        ));
+    }
+    Ok(())
+}
+
+/// Authenticates a terminal's signed request; returns its registry row.
+fn authenticate(
+    s: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<TerminalRow, AppError> {
+    let auth = request_auth(headers)?;
+    let terminal = s
+        .store
+        .terminal_by_key(&auth.key_id)?
+        .ok_or_else(|| AppError::unauthorized("unknown terminal key"))?;
+    let key = TerminalKey::from_bytes(&terminal.public_key)
+        .map_err(|_| AppError::unauthorized("bad stored key"))?;
+    check_request(s, &key, &auth, method, uri, body)?;
+    Ok(terminal)
+}
+
+fn status_of(t: &TerminalRow) -> TerminalStatus {
+    match t.status.as_str() {
+        "approved" => TerminalStatus::Approved,
+        "revoked" => TerminalStatus::Revoked,
+        _ => TerminalStatus::Pending,
+    }
+}
+
+async fn register_terminal(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RegistrationResponse>), AppError> {
+    let req: RegistrationRequest = serde_json::from_slice(&body)
+        .map_err(|e| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.to_string()))?;
+    let log_key = s.log.public_key().to_hex();
+    blocking(move || {
+        let key = TerminalKey::from_hex(&req.public_key).map_err(|e| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_key",
+                RegistryError::Key(e).to_string(),
+            )
+        })?;
+        let auth = request_auth(&headers)?;
+        if auth.key_id != key.id().to_hex() {
+            return Err(AppError::unauthorized(
+                "a registration must be signed by the key it registers",
+            ));
+        }
+        check_request(&s, &key, &auth, &method, &uri, &body)?;
+        // Asking again is fine: answer with the current status.
+        if let Some(existing) = s.store.terminal(&req.terminal_id)? {
+            if existing.key_id != key.id().to_hex() {
+                return Err(AppError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "this terminal id is registered with another key",
+                ));
+            }
+            return Ok((
+                StatusCode::OK,
+                Json(RegistrationResponse {
+                    terminal_id: existing.terminal_id.clone(),
+                    status: status_of(&existing),
+                    log_public_key: log_key,
+                }),
+            ));
+        }
+        let row = register(&*s.store, &req, (s.clock)()).map_err(|e| match e {
+            RegistryError::Store(e) => AppError::from(e),
+            other => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_registration",
+                other.to_string(),
+            ),
+        })?;
+        tracing::info!(terminal = %row.terminal_id, "registration requested");
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(RegistrationResponse {
+                terminal_id: row.terminal_id,
+                status: TerminalStatus::Pending,
+                log_public_key: log_key,
+            }),
+        ))
+    })
+    .await
+}
+
+async fn me(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<RegistrationResponse>, AppError> {
+    let log_key = s.log.public_key().to_hex();
+    blocking(move || {
+        let t = authenticate(&s, &headers, &method, &uri, b"")?;
+        Ok(Json(RegistrationResponse {
+            terminal_id: t.terminal_id.clone(),
+            status: status_of(&t),
+            log_public_key: log_key,
+        }))
+    })
+    .await
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<UploadResponse>, AppError> {
+    let started = Instant::now();
+    let metrics = s.metrics.clone();
+    let result = blocking(move || {
+        let terminal = authenticate(&s, &headers, &method, &uri, &body)?;
+        if terminal.status != "approved" && terminal.status != "revoked" {
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "not_approved",
+                "this terminal is awaiting approval",
+            ));
+        }
+        let req: UploadRequest = serde_json::from_slice(&body).map_err(|e| {
+            AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_body", e.to_string())
+        })?;
+        if req.records.len() > MAX_BATCH {
+            return Err(AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("at most {MAX_BATCH} records per upload"),
+            ));
+        }
+        let now = (s.clock)();
+        let outcomes = ingest(&*s.store, &s.log, &s.policy, &req.records, now)?;
+        for o in &outcomes {
+            s.metrics.add(&format!("records:{}", o.reason()), 1);
+        }
+        let accepted: Vec<(RecordId, u64)> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Accepted {
+                    record_id,
+                    log_index,
+                } => Some((*record_id, *log_index)),
+                _ => None,
+            })
+            .collect();
+        let mut receipts = s.log.receipts(&accepted, now).into_iter();
+        let results = outcomes
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Accepted { record_id, .. } => RecordResult {
+                    record_id,
+                    verdict: RecordVerdict::Accepted {
+                        receipt: receipts.next().expect("one receipt per accepted record"),
+                    },
+                },
+                Outcome::Held {
+                    record_id,
+                    missing_from,
+                } => RecordResult {
+                    record_id,
+                    verdict: RecordVerdict::Held { missing_from },
+                },
+                Outcome::Rejected {
+                    record_id,
+                    reason,
+                    detail,
+                } => RecordResult {
+                    record_id,
+                    verdict: RecordVerdict::Rejected {
+                        reason: reason.to_owned(),
+                        detail,
+                    },
+                },
+            })
+            .collect();
+        Ok(Json(UploadResponse { results }))
+    })
+    .await;
+    metrics.add("requests:upload", 1);
+    metrics.add("micros:upload", started.elapsed().as_micros() as u64);
+    result
+}
+
+async fn checkpoint(State(s): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
+    blocking(move || {
+        s.log.sync(&*s.store)?;
+        let cp = s.log.checkpoint((s.clock)());
+        Ok(Json(
+            serde_json::json!({"checkpoint": cp, "log_public_key": s.log.public_key().to_hex()}),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+async fn consistency(
+    State(s): State<AppState>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    blocking(move || {
+        s.log.sync(&*s.store)?;
+        let proof = s.log.consistency(q.from, q.to).ok_or_else(|| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_range",
+                "need from <= to <= the log size",
+            )
+        })?;
+        Ok(Json(serde_json::json!({
+            "from": q.from, "to": q.to,
+            "from_root": s.log.root_at(q.from), "to_root": s.log.root_at(q.to),
+            "proof": proof
+        })))
+    })
+    .await
+}
