@@ -13,4 +13,5 @@ pub mod identity;
 pub mod messages;
 pub mod runtime;
 pub mod store;
+pub mod sync;
 pub mod ui;

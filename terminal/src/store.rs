@@ -62,9 +62,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     envelope    TEXT NOT NULL,
     signed_ms   INTEGER NOT NULL,
     receipt     TEXT,
-    retired_ms  INTEGER
+    retired_ms  INTEGER,
+    -- Set when the server refused the record for good (kept as evidence,
+    -- no longer uploaded); the reason is in the local audit log too.
+    set_aside   TEXT
 );
-CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (seq) WHERE retired_ms IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_waiting ON outbox (seq) WHERE retired_ms IS NULL AND set_aside IS NULL;
 CREATE TABLE IF NOT EXISTS open_sessions (
     bed     TEXT PRIMARY KEY,
     session TEXT NOT NULL
@@ -164,7 +167,7 @@ impl Store {
     /// Records waiting for a receipt, oldest first.
     pub fn pending(&self, limit: usize) -> Result<Vec<PendingRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, record_id, envelope FROM outbox WHERE retired_ms IS NULL ORDER BY seq LIMIT ?1",
+            "SELECT seq, record_id, envelope FROM outbox WHERE retired_ms IS NULL AND set_aside IS NULL ORDER BY seq LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |r| {
             Ok((
@@ -205,9 +208,30 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Stops uploading a record the server refused for good (it stays in
+    /// the outbox as evidence).
+    pub fn set_aside(
+        &mut self,
+        record_id: RecordId,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET set_aside = ?2 WHERE record_id = ?1",
+            params![record_id.0.as_slice(), reason],
+        )?;
+        self.audit(
+            now_ms,
+            &format!(
+                "record {} refused by the server: {reason}",
+                record_id.short()
+            ),
+        )
+    }
+
     pub fn outbox_status(&self) -> Result<OutboxStatus, StoreError> {
         let (waiting, retired): (i64, i64) = self.conn.query_row(
-            "SELECT COUNT(*) FILTER (WHERE retired_ms IS NULL), COUNT(*) FILTER (WHERE retired_ms IS NOT NULL) FROM outbox",
+            "SELECT COUNT(*) FILTER (WHERE retired_ms IS NULL AND set_aside IS NULL), COUNT(*) FILTER (WHERE retired_ms IS NOT NULL) FROM outbox",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;

@@ -182,3 +182,108 @@ impl Drop for Browser {
         let _ = self.driver.kill();
     }
 }
+
+/// A TCP proxy on loopback that can misbehave like a real network: refuse
+/// connections, delay them, or forward a request and then drop the
+/// connection before the answer gets back (the server committed; the client
+/// never heard).
+pub mod faults {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Mode {
+        Pass = 0,
+        Refuse = 1,
+        /// Forward the request, swallow the answer, close.
+        DropAnswers = 2,
+        /// Hold every connection for two seconds first.
+        Slow = 3,
+    }
+
+    pub struct FaultProxy {
+        pub addr: std::net::SocketAddr,
+        mode: Arc<AtomicU8>,
+        /// Bumped on every mode change: open connections then close, so
+        /// kept-alive connections cannot escape the new mode.
+        changed: tokio::sync::watch::Sender<u64>,
+    }
+
+    impl FaultProxy {
+        pub async fn start(upstream: std::net::SocketAddr) -> FaultProxy {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mode = Arc::new(AtomicU8::new(Mode::Pass as u8));
+            let (changed, watch) = tokio::sync::watch::channel(0u64);
+            let m = Arc::clone(&mode);
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let mode = m.load(Ordering::SeqCst);
+                    let mut watch = watch.clone();
+                    watch.mark_unchanged();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = handle(client, upstream, mode) => {}
+                            _ = watch.changed() => {}
+                        }
+                    });
+                }
+            });
+            FaultProxy {
+                addr,
+                mode,
+                changed,
+            }
+        }
+
+        pub fn set(&self, mode: Mode) {
+            self.mode.store(mode as u8, Ordering::SeqCst);
+            self.changed.send_modify(|g| *g += 1);
+        }
+    }
+
+    async fn handle(mut client: TcpStream, upstream: std::net::SocketAddr, mode: u8) {
+        if mode == Mode::Refuse as u8 {
+            return; // dropped: connection reset
+        }
+        if mode == Mode::Slow as u8 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let Ok(mut server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        if mode == Mode::DropAnswers as u8 {
+            let (mut cr, _cw) = client.split();
+            let (mut sr, mut sw) = server.split();
+            let forward = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            let swallow = async {
+                let mut buf = vec![0u8; 64 * 1024];
+                // Wait for the server's answer (it has committed), then hang up.
+                let _ = sr.read(&mut buf).await;
+            };
+            tokio::select! {
+                _ = forward => {}
+                _ = swallow => {}
+            }
+            return;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    }
+}

@@ -1,0 +1,247 @@
+//! Sync with the server: registration, batched idempotent uploads keyed by
+//! record id, receipts verified before an outbox entry is retired, and
+//! exponential backoff with jitter. Offline for days is normal: the outbox
+//! just grows, and every record still arrives exactly once.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use wuding_protocol::api::{
+    HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RecordVerdict,
+    RegistrationRequest, RegistrationResponse, RequestAuth, TerminalStatus, UploadRequest,
+    UploadResponse,
+};
+use wuding_protocol::{TerminalKey, TerminalSigner};
+
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error("server unreachable: {0}")]
+    Network(String),
+    #[error("server answered {status}: {body}")]
+    Server { status: u16, body: String },
+    #[error("the server's answer is not understood: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Exponential backoff with full jitter: the n-th consecutive failure waits
+/// a random time up to `min(max, base * 2^n)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+    pub failures: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Backoff {
+        Backoff {
+            base,
+            max,
+            failures: 0,
+        }
+    }
+
+    /// The wait before the next attempt, given a uniform random `r` in
+    /// `0..=u64::MAX` (the caller supplies randomness: this stays pure).
+    pub fn delay(&self, r: u64) -> Duration {
+        let cap = self
+            .base
+            .saturating_mul(1u32 << self.failures.min(20))
+            .min(self.max);
+        let frac = r as f64 / u64::MAX as f64;
+        cap.mul_f64(frac).max(Duration::from_millis(100))
+    }
+
+    pub fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// What one sync round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub sent: usize,
+    pub retired: usize,
+    pub held: usize,
+    pub rejected: usize,
+}
+
+/// A signed-request client for one terminal.
+pub struct SyncClient {
+    http: reqwest::Client,
+    base_url: String,
+    signer: TerminalSigner,
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex::encode(bytes)
+}
+
+impl SyncClient {
+    pub fn new(base_url: &str, signer: TerminalSigner, timeout: Duration) -> SyncClient {
+        SyncClient {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(10)))
+                .build()
+                .expect("an HTTP client with default TLS settings builds"),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            signer,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, SyncError> {
+        let auth = RequestAuth::sign(&self.signer, method, path, now_ms, &nonce(), &body);
+        let url = format!("{}{path}", self.base_url);
+        let req = if method == "GET" {
+            self.http.get(url)
+        } else {
+            self.http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        let resp = req
+            .header(HEADER_KEY, auth.key_id)
+            .header(HEADER_TIMESTAMP, auth.timestamp_ms.to_string())
+            .header(HEADER_NONCE, auth.nonce)
+            .header(HEADER_SIGNATURE, auth.signature)
+            .send()
+            .await
+            .map_err(|e| SyncError::Network(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| SyncError::Network(e.to_string()))?;
+        if !(200..300).contains(&status) {
+            return Err(SyncError::Server {
+                status,
+                body: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Asks for approval (idempotent: asking again returns the status).
+    pub async fn register(
+        &self,
+        terminal_id: &str,
+        hospital_code: &str,
+        department_code: &str,
+        now_ms: i64,
+    ) -> Result<RegistrationResponse, SyncError> {
+        let body = serde_json::to_vec(&RegistrationRequest {
+            terminal_id: terminal_id.to_owned(),
+            hospital_code: hospital_code.to_owned(),
+            department_code: department_code.to_owned(),
+            public_key: self.signer.public_key().to_hex(),
+        })
+        .expect("serialises");
+        let bytes = self
+            .send("POST", "/api/v1/terminals/register", body, now_ms)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))
+    }
+
+    pub async fn status(&self, now_ms: i64) -> Result<RegistrationResponse, SyncError> {
+        let bytes = self
+            .send("GET", "/api/v1/terminals/me", Vec::new(), now_ms)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))
+    }
+
+    /// One round: upload up to `batch` waiting records, retire those whose
+    /// receipt verifies under the log key, set aside refused ones.
+    pub async fn sync_once(
+        &self,
+        store: &mut Store,
+        log_key: &TerminalKey,
+        batch: usize,
+        now_ms: i64,
+    ) -> Result<SyncReport, SyncError> {
+        let pending = store.pending(batch)?;
+        let mut report = SyncReport::default();
+        if pending.is_empty() {
+            return Ok(report);
+        }
+        report.sent = pending.len();
+        let body = serde_json::to_vec(&UploadRequest {
+            records: pending.iter().map(|p| p.envelope.clone()).collect(),
+        })
+        .expect("serialises");
+        let bytes = self.send("POST", "/api/v1/records", body, now_ms).await?;
+        let answer: UploadResponse =
+            serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        for result in answer.results {
+            if !pending.iter().any(|p| p.record_id == result.record_id) {
+                return Err(SyncError::Protocol(
+                    "a result for a record that was not sent".into(),
+                ));
+            }
+            match result.verdict {
+                RecordVerdict::Accepted { receipt } => {
+                    if receipt.record_id == result.record_id && receipt.verify(log_key) {
+                        let json = serde_json::to_string(&receipt).expect("serialises");
+                        if store.retire(result.record_id, &json, now_ms)? {
+                            report.retired += 1;
+                        }
+                    } else {
+                        tracing::warn!(record = %result.record_id.short(), "receipt does not verify; the record stays in the outbox");
+                    }
+                }
+                RecordVerdict::Held { .. } => report.held += 1,
+                RecordVerdict::Rejected { reason, detail } => {
+                    tracing::error!(record = %result.record_id.short(), %reason, %detail, "server refused a record");
+                    store.set_aside(result.record_id, &format!("{reason}: {detail}"), now_ms)?;
+                    report.rejected += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Whether the registry says this terminal may upload.
+pub fn may_upload(status: &TerminalStatus) -> bool {
+    matches!(status, TerminalStatus::Approved | TerminalStatus::Revoked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_failures_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(2), Duration::from_secs(600));
+        assert_eq!(b.delay(u64::MAX), Duration::from_secs(2));
+        for _ in 0..3 {
+            b.failed();
+        }
+        assert_eq!(b.delay(u64::MAX), Duration::from_secs(16));
+        assert!(b.delay(u64::MAX / 2) < Duration::from_secs(9));
+        for _ in 0..30 {
+            b.failed();
+        }
+        assert_eq!(b.delay(u64::MAX), Duration::from_secs(600));
+        assert_eq!(b.delay(0), Duration::from_millis(100), "never a busy loop");
+        b.succeeded();
+        assert_eq!(b.delay(u64::MAX), Duration::from_secs(2));
+    }
+}
