@@ -404,24 +404,24 @@ pub fn ingest(
                         log_index: index,
                     },
                 ));
-                // Held successors may now follow.
-                for held in tx.held(terminal_id)? {
-                    if held.seq <= head_seq {
-                        tx.unhold(&held.record_id)?;
-                        continue;
-                    }
-                    if held.seq != head_seq + 1 {
-                        break;
-                    }
-                    let payload_prev = Record::decode(&held.payload).map(|r| r.prev()).ok();
-                    if payload_prev != Some(head_id) {
-                        break;
-                    }
-                    accept(tx, &held, head_seq, policy, now_ms, &mut tx_alarms)?;
+            }
+            // Held successors may now follow (one query per terminal).
+            for held in tx.held(terminal_id)? {
+                if held.seq <= head_seq {
                     tx.unhold(&held.record_id)?;
-                    head_seq = held.seq;
-                    head_id = held.record_id;
+                    continue;
                 }
+                if held.seq != head_seq + 1 {
+                    break;
+                }
+                let payload_prev = Record::decode(&held.payload).map(|r| r.prev()).ok();
+                if payload_prev != Some(head_id) {
+                    break;
+                }
+                accept(tx, &held, head_seq, policy, now_ms, &mut tx_alarms)?;
+                tx.unhold(&held.record_id)?;
+                head_seq = held.seq;
+                head_id = held.record_id;
             }
             tx.set_chain_head(terminal_id, head_seq, head_id)?;
         }

@@ -1,0 +1,169 @@
+//! Ingest throughput beside the signature-verification ceiling, and claims
+//! import throughput, printed as numbers.
+//!
+//!   cargo bench -p wuding-server --bench ingest                # SQLite
+//!   WUDING_BENCH_PG=postgres://postgres@127.0.0.1:5432/test cargo bench -p wuding-server --bench ingest
+//!
+//! Sizes: WUDING_BENCH_RECORDS (default 20000), WUDING_BENCH_CLAIMS
+//! (default 1000000).
+
+use std::io::Write;
+use std::time::Instant;
+
+use wuding_protocol::api::RegistrationRequest;
+use wuding_protocol::example::example_session;
+use wuding_protocol::{Envelope, Record, RecordId, TerminalKey, TerminalSigner, verify_many};
+use wuding_server::claims::{Mapping, import};
+use wuding_server::ingest::{IngestPolicy, Log, ingest};
+use wuding_server::registry::register;
+use wuding_server::store::Store;
+
+const NOW: i64 = 1_794_900_000_000;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn records(terminals: u16, per_terminal: u64) -> Vec<(u16, Vec<Envelope>)> {
+    (0..terminals)
+        .map(|t| {
+            let mut seed = [0u8; 32];
+            seed[..2].copy_from_slice(&t.to_le_bytes());
+            seed[31] = 1;
+            let s = TerminalSigner::from_seed(&seed);
+            let mut prev = RecordId::GENESIS;
+            let chain = (1..=per_terminal)
+                .map(|seq| {
+                    let mut r = example_session();
+                    r.terminal_id = format!("T-{t:05}");
+                    r.seq = seq;
+                    r.prev = prev;
+                    let e = s.sign(&Record::Session(r)).unwrap();
+                    prev = e.record_id();
+                    e
+                })
+                .collect();
+            (t, chain)
+        })
+        .collect()
+}
+
+fn signer_of(t: u16) -> TerminalSigner {
+    let mut seed = [0u8; 32];
+    seed[..2].copy_from_slice(&t.to_le_bytes());
+    seed[31] = 1;
+    TerminalSigner::from_seed(&seed)
+}
+
+fn bench_backend(name: &str, store: &dyn Store, n: usize) {
+    let per_terminal = 100u64;
+    let terminals = (n as u64 / per_terminal).max(1) as u16;
+    let data = records(terminals, per_terminal);
+    for (t, _) in &data {
+        register(
+            store,
+            &RegistrationRequest {
+                terminal_id: format!("T-{t:05}"),
+                hospital_code: "H33010200017".into(),
+                department_code: "NEPH-HD".into(),
+                public_key: signer_of(*t).public_key().to_hex(),
+            },
+            NOW,
+        )
+        .unwrap();
+        store.approve_terminal(&format!("T-{t:05}"), NOW).unwrap();
+    }
+    let total: usize = data.iter().map(|(_, c)| c.len()).sum();
+
+    // The ceiling: batch verification alone, same records, same batch size.
+    let keys: Vec<TerminalKey> = data
+        .iter()
+        .map(|(t, _)| signer_of(*t).public_key().clone())
+        .collect();
+    let started = Instant::now();
+    for ((_, chain), key) in data.iter().zip(&keys) {
+        for batch in chain.chunks(100) {
+            let pairs: Vec<(&Envelope, &TerminalKey)> = batch.iter().map(|e| (e, key)).collect();
+            assert!(verify_many(&pairs).iter().all(Result::is_ok));
+        }
+    }
+    let verify_rate = total as f64 / started.elapsed().as_secs_f64();
+
+    let log = Log::new(TerminalSigner::from_seed(&[9; 32]));
+    let started = Instant::now();
+    for (_, chain) in &data {
+        for batch in chain.chunks(100) {
+            let out = ingest(store, &log, &IngestPolicy::default(), batch, NOW).unwrap();
+            assert!(out.iter().all(|o| o.reason() == "accepted"));
+        }
+    }
+    let ingest_rate = total as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "ingest[{name}]: {total} records, {ingest_rate:.0} durable records/s; batch verification alone {verify_rate:.0}/s; ratio {:.2}",
+        ingest_rate / verify_rate
+    );
+}
+
+fn bench_claims(name: &str, store: &dyn Store, n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("claims.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        writeln!(f, "claim_id,insured_id,hospital_code,department_code,doctor_id,service_date,service_code,service_kind,quantity,amount_fen,drug_code,dose").unwrap();
+        for i in 0..n {
+            writeln!(
+                f,
+                "C{i:09},3301021954{:08},H330102{:05},NEPH-HD,D{:04},2026-11-{:02},003105010010000,HD,1,42000,,",
+                i / 13,
+                i % 300,
+                i % 97,
+                1 + i % 28
+            )
+            .unwrap();
+        }
+    }
+    let started = Instant::now();
+    let report = import(
+        store,
+        std::fs::File::open(&path).unwrap(),
+        &Mapping::standard(),
+        "bench",
+        |_| {},
+    )
+    .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(report.inserted as usize, n);
+    println!(
+        "claims import[{name}]: {n} lines in {secs:.2} s = {:.0} lines/s",
+        n as f64 / secs
+    );
+}
+
+fn main() {
+    let n = env("WUDING_BENCH_RECORDS", 20_000);
+    let claims = env("WUDING_BENCH_CLAIMS", 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite =
+        wuding_server::store::sqlite::SqliteStore::open(&dir.path().join("bench.db")).unwrap();
+    bench_backend("sqlite", &sqlite, n);
+    bench_claims("sqlite", &sqlite, claims);
+    if let Ok(url) = std::env::var("WUDING_BENCH_PG") {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let name = format!("wuding_bench_{}", std::process::id());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let db_url = format!("{}/{name}", &url[..url.rfind('/').unwrap()]);
+        {
+            let pg = wuding_server::store::postgres::PgStore::connect(&db_url).unwrap();
+            bench_backend("postgres", &pg, n);
+            bench_claims("postgres", &pg, claims);
+        }
+        admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .unwrap();
+    }
+}
