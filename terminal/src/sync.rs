@@ -100,6 +100,16 @@ impl SyncClient {
         }
     }
 
+    /// A client sharing an existing HTTP connection pool (simulators run
+    /// thousands of terminals in one process).
+    pub fn with_http(http: reqwest::Client, base_url: &str, signer: TerminalSigner) -> SyncClient {
+        SyncClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            signer,
+        }
+    }
+
     async fn send(
         &self,
         method: &str,
