@@ -174,3 +174,57 @@ mod tests {
         assert!(!auth.verify(other.public_key(), "POST", "/api/v1/records", b"{}"));
     }
 }
+
+/// A patient as a terminal needs them: codes, and a name masked for the
+/// nurse screen (the full name never leaves the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterPatient {
+    pub insured_id: String,
+    pub card_uid: String,
+    pub display_name: String,
+}
+
+/// A staff member as a terminal needs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterStaff {
+    pub staff_id: String,
+    pub card_uid: String,
+    pub display_name: String,
+    /// "nurse" or "doctor".
+    pub role: String,
+    /// argon2id PHC string of the staff PIN.
+    pub pin_hash: String,
+}
+
+/// One price-list entry of the terminal's hospital.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterPrice {
+    pub code: String,
+    pub unit_price_fen: u64,
+}
+
+/// `GET /api/v1/roster?since=CURSOR`: what changed for the terminal's
+/// hospital since `since`; pass `cursor` next time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterDelta {
+    pub cursor: u64,
+    pub patients: Vec<RosterPatient>,
+    pub staff: Vec<RosterStaff>,
+    pub plans: Vec<crate::plan::TreatmentPlan>,
+    pub prices: Vec<RosterPrice>,
+}
+
+/// Masks a name for display: first and last character kept ("王小明" →
+/// "王*明", "李四" → "李*").
+pub fn mask_name(name: &str) -> String {
+    let chars: Vec<char> = name.trim().chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        1 => "*".into(),
+        2 => format!("{}*", chars[0]),
+        n => format!("{}{}{}", chars[0], "*".repeat(n - 2), chars[n - 1]),
+    }
+}

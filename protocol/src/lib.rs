@@ -18,7 +18,7 @@ mod error;
 pub mod example;
 pub mod ids;
 mod keys;
-mod plan;
+pub(crate) mod plan;
 mod record;
 mod template;
 pub mod transparency;

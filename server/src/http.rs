@@ -213,6 +213,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/terminals/register", post(register_terminal))
         .route("/api/v1/terminals/me", get(me))
         .route("/api/v1/records", post(upload))
+        .route("/api/v1/roster", get(roster))
         .route("/api/v1/log/checkpoint", get(checkpoint))
         .route("/api/v1/log/consistency", get(consistency))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -487,6 +488,38 @@ async fn checkpoint(State(s): State<AppState>) -> Result<Json<serde_json::Value>
         Ok(Json(
             serde_json::json!({"checkpoint": cp, "log_public_key": s.log.public_key().to_hex()}),
         ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct RosterQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// Roster changes for the calling terminal's own hospital only.
+async fn roster(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(q): Query<RosterQuery>,
+) -> Result<Json<wuding_protocol::api::RosterDelta>, AppError> {
+    blocking(move || {
+        let t = authenticate(&s, &headers, &method, &uri, b"")?;
+        if t.status != "approved" {
+            return Err(AppError::new(
+                StatusCode::FORBIDDEN,
+                "not_approved",
+                "only approved terminals receive rosters",
+            ));
+        }
+        Ok(Json(crate::roster::delta_for(
+            &*s.store,
+            &t.hospital_code,
+            q.since,
+        )?))
     })
     .await
 }

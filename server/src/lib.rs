@@ -6,4 +6,5 @@ pub mod claims;
 pub mod http;
 pub mod ingest;
 pub mod registry;
+pub mod roster;
 pub mod store;

@@ -54,6 +54,15 @@ enum Command {
         #[arg(long, default_value = "wuding-log.key")]
         log_key_file: PathBuf,
     },
+    /// Import a roster file (patients, staff, plans or prices; CSV layouts
+    /// in docs/server.md).
+    ImportRoster {
+        #[arg(value_enum)]
+        kind: wuding_server::roster::RosterKind,
+        file: PathBuf,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Import claims (CSV of DESIGN.md, or any layout with --mapping).
     ImportClaims {
         file: PathBuf,
@@ -248,6 +257,22 @@ fn main() -> anyhow::Result<()> {
                 println!("{k}: {v}");
             }
             println!("unreadable lines: {bad_lines}");
+            Ok(())
+        }
+        Command::ImportRoster { kind, file, db } => {
+            let store = open(&db)?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let report = wuding_server::roster::import(&*store, kind, std::io::BufReader::new(f))?;
+            for e in &report.errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            println!(
+                "rows: {}, changed items: {}, refused: {}",
+                report.rows,
+                report.inserted,
+                report.errors.len()
+            );
             Ok(())
         }
         Command::ImportClaims { file, mapping, db } => {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use thiserror::Error;
+use wuding_protocol::api::RosterDelta;
 use wuding_protocol::api::{
     HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RecordVerdict,
     RegistrationRequest, RegistrationResponse, RequestAuth, TerminalStatus, UploadRequest,
@@ -13,7 +14,7 @@ use wuding_protocol::api::{
 };
 use wuding_protocol::{TerminalKey, TerminalSigner};
 
-use crate::store::{Store, StoreError};
+use crate::store::{CachedPatient, CachedStaff, Store, StoreError};
 
 #[derive(Debug, Error)]
 pub enum SyncError {
@@ -117,8 +118,20 @@ impl SyncClient {
         body: Vec<u8>,
         now_ms: i64,
     ) -> Result<Vec<u8>, SyncError> {
+        self.send_query(method, path, "", body, now_ms).await
+    }
+
+    /// The signature covers the path without the query string.
+    async fn send_query(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, SyncError> {
         let auth = RequestAuth::sign(&self.signer, method, path, now_ms, &nonce(), &body);
-        let url = format!("{}{path}", self.base_url);
+        let url = format!("{}{path}{query}", self.base_url);
         let req = if method == "GET" {
             self.http.get(url)
         } else {
@@ -175,6 +188,52 @@ impl SyncClient {
             .send("GET", "/api/v1/terminals/me", Vec::new(), now_ms)
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))
+    }
+
+    /// Pulls roster changes since the stored cursor into the roster cache.
+    /// Returns how many items arrived. Safe to interrupt: items are
+    /// upserts, and the cursor is saved only after all are stored.
+    pub async fn pull_roster(&self, store: &mut Store, now_ms: i64) -> Result<usize, SyncError> {
+        let since: u64 = store
+            .meta("roster_cursor")?
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let bytes = self
+            .send_query(
+                "GET",
+                "/api/v1/roster",
+                &format!("?since={since}"),
+                Vec::new(),
+                now_ms,
+            )
+            .await?;
+        let delta: RosterDelta =
+            serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let count =
+            delta.patients.len() + delta.staff.len() + delta.plans.len() + delta.prices.len();
+        for p in delta.patients {
+            store.put_patient(&CachedPatient {
+                insured_id: p.insured_id,
+                card_uid: p.card_uid,
+                display_name: p.display_name,
+            })?;
+        }
+        for s in delta.staff {
+            store.put_staff(&CachedStaff {
+                staff_id: s.staff_id,
+                card_uid: s.card_uid,
+                display_name: s.display_name,
+                pin_hash: s.pin_hash,
+            })?;
+        }
+        for plan in delta.plans {
+            store.put_plan(&plan)?;
+        }
+        for price in delta.prices {
+            store.put_price(&price.code, price.unit_price_fen)?;
+        }
+        store.set_meta("roster_cursor", &delta.cursor.to_string())?;
+        Ok(count)
     }
 
     /// One round: upload up to `batch` waiting records, retire those whose

@@ -137,3 +137,86 @@ fn every_record_arrives_exactly_once_through_a_bad_network() {
     let status = outbox.outbox_status().unwrap();
     assert_eq!((status.waiting, status.retired), (0, 30));
 }
+
+#[test]
+fn a_terminal_pulls_its_hospital_roster_and_a_nurse_logs_in_with_it() {
+    use wuding_server::roster::{RosterKind, import};
+    use wuding_terminal::app::pin_matches;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server_store: Arc<dyn ServerStore> = Arc::from(
+        wuding_server::store::open(dir.path().join("server.db").to_str().unwrap()).unwrap(),
+    );
+    import(
+        &*server_store,
+        RosterKind::Patients,
+        "insured_id,card_uid,name,hospital_code\n330102195403170012,04A1B2C3,王小明,H33010200017\n440305197001010011,04C0FFEE,张三丰,H44030500003\n"
+            .as_bytes(),
+    )
+    .unwrap();
+    import(
+        &*server_store,
+        RosterKind::Staff,
+        "staff_id,card_uid,name,role,hospital_code,pin\nN0231,04FF0001,李护士,nurse,H33010200017,2468\n".as_bytes(),
+    )
+    .unwrap();
+    import(
+        &*server_store,
+        RosterKind::Prices,
+        "hospital_code,code,unit_price_fen\nH33010200017,003105010010000,42000\n".as_bytes(),
+    )
+    .unwrap();
+    let signer = TerminalSigner::from_seed(&[43; 32]);
+    let mut local = Store::open(&dir.path().join("terminal.db")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store_for_server = server_store.clone();
+    let local_ref = &mut local;
+    runtime.block_on(async move {
+        let local = local_ref;
+        let state = AppState {
+            store: store_for_server.clone(),
+            log: Arc::new(Log::new(TerminalSigner::from_seed(&[7; 32]))),
+            policy: IngestPolicy::default(),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(now_ms),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let client = SyncClient::new(&base, signer, Duration::from_secs(5));
+        client
+            .register("T-330102-0043", "H33010200017", "NEPH-HD", now_ms())
+            .await
+            .unwrap();
+        // Not approved yet: no roster.
+        assert!(client.pull_roster(local, now_ms()).await.is_err());
+        let s = store_for_server.clone();
+        tokio::task::spawn_blocking(move || s.approve_terminal("T-330102-0043", now_ms()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(client.pull_roster(local, now_ms()).await.unwrap(), 3);
+        assert_eq!(
+            client.pull_roster(local, now_ms()).await.unwrap(),
+            0,
+            "the cursor remembers"
+        );
+    });
+    drop(runtime);
+    let p = local.patient_by_card("04A1B2C3").unwrap().unwrap();
+    assert_eq!(p.display_name, "王*明", "terminals get masked names only");
+    assert!(
+        local.patient_by_card("04C0FFEE").unwrap().is_none(),
+        "another hospital's patient"
+    );
+    let nurse = local.staff_by_card("04FF0001").unwrap().unwrap();
+    assert!(pin_matches("2468", &nurse.pin_hash));
+    assert!(!pin_matches("2469", &nurse.pin_hash));
+    assert_eq!(
+        local.price_list().unwrap().unit_price_fen["003105010010000"],
+        42_000
+    );
+}

@@ -142,6 +142,27 @@ pub trait Store: Send + Sync {
     /// Returns how many were new.
     fn insert_claims(&self, lines: &[ClaimLine], source: &str) -> Result<u64, StoreError>;
     fn claim_count(&self) -> Result<u64, StoreError>;
+
+    /// Inserts or updates roster items; an item whose body is unchanged
+    /// keeps its version (re-importing changes nothing). Returns how many
+    /// changed.
+    fn put_roster_items(&self, items: &[RosterItem]) -> Result<u64, StoreError>;
+    /// Items of a hospital changed after `since`, with the newest version.
+    fn roster_since(
+        &self,
+        hospital_code: &str,
+        since: u64,
+    ) -> Result<(Vec<RosterItem>, u64), StoreError>;
+}
+
+/// One roster entry for one hospital: `kind` is patient, staff, plan or
+/// price; `body` its JSON as delivered to terminals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterItem {
+    pub hospital_code: String,
+    pub kind: String,
+    pub key: String,
+    pub body: String,
 }
 
 /// Opens the store named by `--db`: a `postgres://` URL or an SQLite path.

@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use postgres::{Client, NoTls, Transaction};
 use wuding_protocol::{ClaimLine, RecordId};
 
-use super::{Alarm, RecordRow, Store, StoreError, TerminalRow, Tx};
+use super::{Alarm, RecordRow, RosterItem, Store, StoreError, TerminalRow, Tx};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE terminals (
     terminal_id     TEXT PRIMARY KEY,
     hospital_code   TEXT NOT NULL,
@@ -104,7 +105,24 @@ CREATE TABLE claims (
 );
 CREATE INDEX claims_by_date ON claims (service_date, hospital_code);
 CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
-"#];
+"#,
+    r#"
+CREATE TABLE roster_items (
+    hospital_code TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    item_key      TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    version       BIGINT NOT NULL,
+    PRIMARY KEY (hospital_code, kind, item_key)
+);
+CREATE INDEX roster_by_version ON roster_items (hospital_code, version);
+CREATE TABLE roster_head (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO roster_head (id, version) VALUES (1, 0);
+"#,
+];
 
 pub struct PgStore {
     url: String,
@@ -641,5 +659,66 @@ impl Store for PgStore {
             .client()?
             .query_one("SELECT COUNT(*) FROM claims", &[])?
             .get::<_, i64>(0) as u64)
+    }
+
+    fn put_roster_items(&self, items: &[RosterItem]) -> Result<u64, StoreError> {
+        let mut c = self.client()?;
+        let mut tx = c.transaction()?;
+        let mut version: i64 = tx
+            .query_one(
+                "SELECT version FROM roster_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )?
+            .get(0);
+        let mut changed = 0;
+        for item in items {
+            let old: Option<String> = tx
+                .query_opt(
+                    "SELECT body FROM roster_items WHERE hospital_code = $1 AND kind = $2 AND item_key = $3",
+                    &[&item.hospital_code, &item.kind, &item.key],
+                )?
+                .map(|r| r.get(0));
+            if old.as_deref() == Some(item.body.as_str()) {
+                continue;
+            }
+            version += 1;
+            changed += 1;
+            tx.execute(
+                "INSERT INTO roster_items (hospital_code, kind, item_key, body, version) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (hospital_code, kind, item_key) DO UPDATE SET body = excluded.body, version = excluded.version",
+                &[&item.hospital_code, &item.kind, &item.key, &item.body, &version],
+            )?;
+        }
+        tx.execute(
+            "UPDATE roster_head SET version = $1 WHERE id = 1",
+            &[&version],
+        )?;
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    fn roster_since(
+        &self,
+        hospital_code: &str,
+        since: u64,
+    ) -> Result<(Vec<RosterItem>, u64), StoreError> {
+        let rows = self.client()?.query(
+            "SELECT kind, item_key, body, version FROM roster_items WHERE hospital_code = $1 AND version > $2 ORDER BY version",
+            &[&hospital_code, &(since as i64)],
+        )?;
+        let mut cursor = since;
+        let items = rows
+            .iter()
+            .map(|r| {
+                cursor = cursor.max(r.get::<_, i64>(3) as u64);
+                RosterItem {
+                    hospital_code: hospital_code.to_owned(),
+                    kind: r.get(0),
+                    key: r.get(1),
+                    body: r.get(2),
+                }
+            })
+            .collect();
+        Ok((items, cursor))
     }
 }
