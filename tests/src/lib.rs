@@ -287,3 +287,36 @@ pub mod faults {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
     }
 }
+
+/// Starts a real wuding-server on a loopback port, inside the current tokio
+/// runtime. Returns its base URL.
+pub async fn start_server(
+    store: std::sync::Arc<dyn wuding_server::store::Store>,
+    log_seed: u8,
+) -> String {
+    let state = wuding_server::http::AppState {
+        store,
+        log: std::sync::Arc::new(wuding_server::ingest::Log::new(
+            wuding_protocol::TerminalSigner::from_seed(&[log_seed; 32]),
+        )),
+        policy: wuding_server::ingest::IngestPolicy::default(),
+        metrics: std::sync::Arc::new(wuding_server::http::Metrics::default()),
+        clock: std::sync::Arc::new(now_ms),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, wuding_server::http::router(state)).await;
+    });
+    base
+}
+
+/// Unix milliseconds now (the wall clock, for end-to-end tests).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

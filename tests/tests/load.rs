@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 
 use wuding_protocol::example::example_session;
 use wuding_protocol::{Record, RecordId, TerminalKey, TerminalSigner};
-use wuding_server::http::{AppState, Metrics, router};
-use wuding_server::ingest::{IngestPolicy, Log};
 use wuding_server::store::Store as ServerStore;
 use wuding_terminal::store::Store;
 use wuding_terminal::sync::SyncClient;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use wuding_tests::now_ms;
 
 fn signer(i: u32) -> TerminalSigner {
     let mut seed = [7u8; 32];
@@ -62,16 +55,7 @@ fn thousands_of_terminals_sync_concurrently_without_errors() {
         .unwrap();
     let store = server_store.clone();
     let (latencies, elapsed) = runtime.block_on(async move {
-        let state = AppState {
-            store: store.clone(),
-            log: Arc::new(Log::new(TerminalSigner::from_seed(&[1; 32]))),
-            policy: IngestPolicy::default(),
-            metrics: Arc::new(Metrics::default()),
-            clock: Arc::new(now_ms),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let base = wuding_tests::start_server(store.clone(), 1).await;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .pool_max_idle_per_host(4096)

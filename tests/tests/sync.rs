@@ -8,19 +8,12 @@ use std::time::Duration;
 
 use wuding_protocol::example::example_session;
 use wuding_protocol::{Record, TerminalKey, TerminalSigner};
-use wuding_server::http::{AppState, Metrics, router};
-use wuding_server::ingest::{IngestPolicy, Log};
 use wuding_server::store::Store as ServerStore;
 use wuding_terminal::store::Store;
 use wuding_terminal::sync::{SyncClient, SyncError};
 use wuding_tests::faults::{FaultProxy, Mode};
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use wuding_tests::now_ms;
 
 #[test]
 fn every_record_arrives_exactly_once_through_a_bad_network() {
@@ -48,16 +41,8 @@ fn every_record_arrives_exactly_once_through_a_bad_network() {
     let outbox_ref = &mut outbox;
     runtime.block_on(async move {
         let outbox = outbox_ref;
-        let state = AppState {
-            store: store_for_server.clone(),
-            log: Arc::new(Log::new(TerminalSigner::from_seed(&[7; 32]))),
-            policy: IngestPolicy::default(),
-            metrics: Arc::new(Metrics::default()),
-            clock: Arc::new(now_ms),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server_addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let base = wuding_tests::start_server(store_for_server.clone(), 7).await;
+        let server_addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
         let proxy = FaultProxy::start(server_addr).await;
         let client = SyncClient::new(
             &format!("http://{}", proxy.addr),
@@ -177,16 +162,7 @@ fn a_terminal_pulls_its_hospital_roster_and_a_nurse_logs_in_with_it() {
     let local_ref = &mut local;
     runtime.block_on(async move {
         let local = local_ref;
-        let state = AppState {
-            store: store_for_server.clone(),
-            log: Arc::new(Log::new(TerminalSigner::from_seed(&[7; 32]))),
-            policy: IngestPolicy::default(),
-            metrics: Arc::new(Metrics::default()),
-            clock: Arc::new(now_ms),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+        let base = wuding_tests::start_server(store_for_server.clone(), 7).await;
         let client = SyncClient::new(&base, signer, Duration::from_secs(5));
         client
             .register("T-330102-0043", "H33010200017", "NEPH-HD", now_ms())
