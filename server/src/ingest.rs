@@ -311,25 +311,27 @@ pub fn ingest(
         }
         for (terminal_id, list) in &by_terminal {
             let (mut head_seq, mut head_id) = heads[terminal_id];
+            let mut prev_at: Option<i64> = None;
             tx.touch_terminal(terminal_id, now_ms)?;
             for c in list {
                 let id = c.verified.id;
                 let seq = c.verified.record.seq();
-                if let Some(index) = tx.log_index_of(&id)? {
-                    decided.push((
-                        c.index,
-                        Outcome::Accepted {
-                            record_id: id,
-                            log_index: index,
-                        },
-                    ));
-                    continue;
-                }
                 if seq <= head_seq {
-                    let stored = tx
-                        .record_at(terminal_id, seq)?
-                        .map(|(sid, _)| sid)
-                        .unwrap_or(RecordId::GENESIS);
+                    // Either this very record again (idempotent) or a fork.
+                    let stored = tx.record_at(terminal_id, seq)?;
+                    if let Some((sid, index)) = stored
+                        && sid == id
+                    {
+                        decided.push((
+                            c.index,
+                            Outcome::Accepted {
+                                record_id: id,
+                                log_index: index,
+                            },
+                        ));
+                        continue;
+                    }
+                    let stored = stored.map(|(sid, _)| sid).unwrap_or(RecordId::GENESIS);
                     tx_alarms.push(alarm(
                         terminal_id,
                         "fork",
@@ -394,7 +396,15 @@ pub fn ingest(
                     ));
                     continue;
                 }
-                let index = accept(tx, &c.row, head_seq, policy, now_ms, &mut tx_alarms)?;
+                let index = accept(
+                    tx,
+                    &c.row,
+                    head_seq,
+                    &mut prev_at,
+                    policy,
+                    now_ms,
+                    &mut tx_alarms,
+                )?;
                 head_seq = seq;
                 head_id = id;
                 decided.push((
@@ -418,7 +428,15 @@ pub fn ingest(
                 if payload_prev != Some(head_id) {
                     break;
                 }
-                accept(tx, &held, head_seq, policy, now_ms, &mut tx_alarms)?;
+                accept(
+                    tx,
+                    &held,
+                    head_seq,
+                    &mut prev_at,
+                    policy,
+                    now_ms,
+                    &mut tx_alarms,
+                )?;
                 tx.unhold(&held.record_id)?;
                 head_seq = held.seq;
                 head_id = held.record_id;
@@ -452,6 +470,7 @@ fn accept(
     tx: &mut dyn crate::store::Tx,
     row: &RecordRow,
     head_seq: u64,
+    prev_signed_at: &mut Option<i64>,
     policy: &IngestPolicy,
     now_ms: i64,
     alarms: &mut Vec<Alarm>,
@@ -469,8 +488,10 @@ fn accept(
             now_ms,
         ));
     }
-    if head_seq > 0
-        && let Some(prev_at) = tx.signed_at(&row.terminal_id, head_seq)?
+    if prev_signed_at.is_none() && head_seq > 0 {
+        *prev_signed_at = tx.signed_at(&row.terminal_id, head_seq)?;
+    }
+    if let Some(prev_at) = *prev_signed_at
         && row.signed_at_ms < prev_at
     {
         alarms.push(alarm(
@@ -498,6 +519,7 @@ fn accept(
             now_ms,
         ));
     }
+    *prev_signed_at = Some(row.signed_at_ms);
     tx.append(row)
 }
 

@@ -259,6 +259,9 @@ fn record_from(r: &postgres::Row) -> Result<RecordRow, StoreError> {
 
 struct PgTx<'a> {
     tx: Transaction<'a>,
+    /// The log size, read (and locked) once per transaction and written
+    /// back at commit.
+    log_size: Option<i64>,
 }
 
 impl PgTx<'_> {
@@ -424,8 +427,11 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let tx = client.transaction()?;
-        let mut t = PgTx { tx };
+        let mut t = PgTx { tx, log_size: None };
         f(&mut t)?;
+        if let Some(size) = t.log_size {
+            t.tx.execute("UPDATE log_head SET size = $1 WHERE id = 1", &[&size])?;
+        }
         t.tx.commit()?;
         Ok(())
     }

@@ -230,6 +230,8 @@ fn finish_record(
 
 struct SqliteTx<'a> {
     tx: Transaction<'a>,
+    /// The log size, read once per transaction and written back at commit.
+    log_size: Option<i64>,
 }
 
 impl SqliteTx<'_> {
@@ -426,8 +428,11 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut t = SqliteTx { tx };
+        let mut t = SqliteTx { tx, log_size: None };
         f(&mut t)?;
+        if let Some(size) = t.log_size {
+            t.tx.execute("UPDATE log_head SET size = ?1 WHERE id = 1", params![size])?;
+        }
         t.tx.commit()?;
         Ok(())
     }
