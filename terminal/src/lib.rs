@@ -11,6 +11,7 @@ pub mod config;
 pub mod flow;
 pub mod identity;
 pub mod messages;
+pub mod policy;
 pub mod runtime;
 pub mod store;
 pub mod sync;

@@ -555,3 +555,34 @@ fn identifiers_are_masked_for_logs() {
     assert_eq!(mask_id("330102195403170012"), "3301************12");
     assert_eq!(mask_uid("04A1B2C3"), "…B2C3");
 }
+
+#[test]
+fn the_shared_rule_engine_refuses_and_warns_at_the_bedside() {
+    use wuding_terminal::policy::RulesPolicy;
+    let mut flow = Flow::new(
+        FlowConfig::example(),
+        RulesPolicy(wuding_rules::Ruleset::default_rules()),
+        prices(),
+        vec![],
+    );
+    flow.handle(T0 - 60_000, Event::NurseLoggedIn(nurse()));
+    // A second centre dialysis the same day: refused, with the reason.
+    let mut p = patient(vec![Finger::RightIndex]);
+    p.sessions_today = vec![TreatmentKind::HD];
+    flow.handle(T0, card(&p));
+    let out = flow.handle(T0 + 900, matched(150));
+    match screens(&out)[..] {
+        [Screen::Refused { verdicts, .. }] => {
+            assert_eq!(verdicts[0].rule_id, "DAILY_DIALYSIS");
+            assert_eq!(verdicts[0].reason.zh, "同一天已做过一次中心透析");
+        }
+        ref other => panic!("{other:?}"),
+    }
+    // A plan that ends in three days: a warning the nurse confirms.
+    let mut p = patient(vec![Finger::RightIndex]);
+    p.plan.as_mut().unwrap().valid_to = wuding_protocol::Date::constant(2026, 11, 19);
+    flow.handle(T0 + 2_000, Event::Nurse(NurseAction::Cancel));
+    flow.handle(T0 + 3_000, card(&p));
+    let out = flow.handle(T0 + 3_900, matched(150));
+    assert!(matches!(screens(&out)[..], [Screen::Warnings { .. }]));
+}
