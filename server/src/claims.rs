@@ -122,6 +122,13 @@ impl Mapping {
         }
     }
 
+    /// The shipped mapping for the national platform's fee-detail fields
+    /// (`server/mappings/national-fee-detail.toml`).
+    pub fn national_fee_detail() -> Mapping {
+        Mapping::parse(include_str!("../mappings/national-fee-detail.toml"))
+            .expect("the shipped mapping parses")
+    }
+
     pub fn parse(text: &str) -> Result<Mapping, ImportError> {
         let m: Mapping = toml::from_str(text).map_err(|e| ImportError::Mapping(e.to_string()))?;
         for f in m.fields.keys() {
@@ -259,6 +266,15 @@ fn convert(how: How, cell: &str, mapping: &Mapping) -> Result<String, String> {
     }
 }
 
+/// The column name a field's error names.
+fn column_of(plan: &Plan, i: usize) -> String {
+    match &plan.fields[i].1 {
+        Resolved::Template(_, text) => text.clone(),
+        Resolved::Cell { name, .. } => name.clone(),
+        Resolved::Absent | Resolved::Constant(_) => FIELDS[i].to_owned(),
+    }
+}
+
 /// Turns one CSV row into a claim line, or says precisely what is wrong.
 fn line_from(
     row: &csv::StringRecord,
@@ -266,13 +282,12 @@ fn line_from(
     mapping: &Mapping,
     line: u64,
 ) -> Result<ClaimLine, RowError> {
-    let mut values: [String; 12] = Default::default();
-    let mut columns: [String; 12] = Default::default();
+    let mut values: [std::borrow::Cow<'_, str>; 12] = Default::default();
     for (i, resolved) in &plan.fields {
-        let (value, column) = match resolved {
-            Resolved::Absent => (String::new(), FIELDS[*i].to_owned()),
-            Resolved::Constant(v) => (v.clone(), FIELDS[*i].to_owned()),
-            Resolved::Template(parts, text) => (
+        values[*i] = match resolved {
+            Resolved::Absent => std::borrow::Cow::Borrowed(""),
+            Resolved::Constant(v) => std::borrow::Cow::Borrowed(v.as_str()),
+            Resolved::Template(parts, _) => std::borrow::Cow::Owned(
                 parts
                     .iter()
                     .map(|p| match p {
@@ -280,37 +295,44 @@ fn line_from(
                         Part::Column(c) => row.get(*c).unwrap_or("").trim(),
                     })
                     .collect(),
-                text.clone(),
             ),
+            Resolved::Cell {
+                index,
+                how: How::Plain,
+                ..
+            } => std::borrow::Cow::Borrowed(row.get(*index).unwrap_or("").trim()),
             Resolved::Cell { index, name, how } => {
                 let cell = row.get(*index).unwrap_or("");
-                let v = convert(*how, cell, mapping).map_err(|why| RowError {
+                std::borrow::Cow::Owned(convert(*how, cell, mapping).map_err(|why| RowError {
                     line,
                     column: name.clone(),
                     why,
-                })?;
-                (v, name.clone())
+                })?)
             }
         };
-        values[*i] = value;
-        columns[*i] = column;
     }
     let err = |i: usize, why: String| RowError {
         line,
-        column: columns[i].clone(),
+        column: column_of(plan, i),
         why,
     };
     let required = |i: usize| -> Result<String, RowError> {
         if values[i].is_empty() {
             Err(err(i, "is empty".into()))
         } else {
-            Ok(values[i].clone())
+            Ok(values[i].to_string())
         }
     };
-    let service_date: Date = required(5)?
+    if values[5].is_empty() {
+        return Err(err(5, "is empty".into()));
+    }
+    let service_date: Date = values[5]
         .parse()
         .map_err(|_| err(5, format!("`{}` is not a date YYYY-MM-DD", values[5])))?;
-    let service_kind = TreatmentKind::from_code(&required(7)?).ok_or_else(|| {
+    if values[7].is_empty() {
+        return Err(err(7, "is empty".into()));
+    }
+    let service_kind = TreatmentKind::from_code(&values[7]).ok_or_else(|| {
         err(
             7,
             format!(
@@ -319,16 +341,22 @@ fn line_from(
             ),
         )
     })?;
-    let quantity: u32 = required(8)?
+    if values[8].is_empty() {
+        return Err(err(8, "is empty".into()));
+    }
+    let quantity: u32 = values[8]
         .parse()
         .map_err(|_| err(8, format!("`{}` is not a whole number", values[8])))?;
-    let amount_fen: u64 = required(9)?.parse().map_err(|_| {
+    if values[9].is_empty() {
+        return Err(err(9, "is empty".into()));
+    }
+    let amount_fen: u64 = values[9].parse().map_err(|_| {
         err(
             9,
             format!("`{}` is not an amount in fen (a whole number)", values[9]),
         )
     })?;
-    let drug_code = (!values[10].is_empty()).then(|| values[10].clone());
+    let drug_code = (!values[10].is_empty()).then(|| values[10].to_string());
     let dose = if values[11].is_empty() {
         None
     } else {
@@ -357,9 +385,13 @@ fn line_from(
 
 /// Imports claims from `reader`, calling `progress(bytes_read_so_far)` now
 /// and then.
+///
+/// Two stages run at once: this thread reads and checks rows, a second
+/// thread writes each finished batch, so parsing and the database overlap
+/// (memory stays bounded: at most two batches wait).
 pub fn import(
     store: &dyn Store,
-    reader: impl Read,
+    reader: impl Read + Send,
     mapping: &Mapping,
     source: &str,
     mut progress: impl FnMut(u64),
@@ -372,42 +404,79 @@ pub fn import(
         .clone();
     let plan = resolve(mapping, &header)?;
     let mut report = ImportReport::default();
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut record = csv::StringRecord::new();
-    loop {
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(ImportError::Io(e.to_string()));
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<ClaimLine>>(2);
+    let (to_reader, recycled) = std::sync::mpsc::channel::<Vec<ClaimLine>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(u64, u64), StoreError> {
+            let (mut inserted, mut present) = (0u64, 0u64);
+            for mut batch in batches {
+                let n = store.insert_claims(&batch, source)?;
+                inserted += n;
+                present += batch.len() as u64 - n;
+                batch.clear();
+                let _ = to_reader.send(batch);
+            }
+            Ok((inserted, present))
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut record = csv::StringRecord::new();
+        let mut failed: Option<ImportError> = None;
+        loop {
+            match csv.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        failed = Some(ImportError::Io(e.to_string()));
+                        break;
+                    }
+                    report.rows += 1;
+                    keep_error(
+                        &mut report,
+                        RowError {
+                            line,
+                            column: "-".into(),
+                            why: e.to_string(),
+                        },
+                    );
+                    continue;
                 }
-                report.rows += 1;
-                keep_error(
-                    &mut report,
-                    RowError {
-                        line,
-                        column: "-".into(),
-                        why: e.to_string(),
-                    },
-                );
-                continue;
+            }
+            report.rows += 1;
+            let line = record.position().map_or(0, |p| p.line());
+            match line_from(&record, &plan, mapping, line) {
+                Ok(claim) => batch.push(claim),
+                Err(e) => keep_error(&mut report, e),
+            }
+            if batch.len() == BATCH {
+                let next = recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                if to_writer.send(std::mem::replace(&mut batch, next)).is_err() {
+                    // The writer stopped on a storage error; it says why below.
+                    break;
+                }
+                progress(record.position().map_or(0, |p| p.byte()));
             }
         }
-        report.rows += 1;
-        let line = record.position().map_or(0, |p| p.line());
-        match line_from(&record, &plan, mapping, line) {
-            Ok(claim) => batch.push(claim),
-            Err(e) => keep_error(&mut report, e),
+        if failed.is_none() && !batch.is_empty() {
+            let _ = to_writer.send(batch);
         }
-        if batch.len() == BATCH {
-            flush(store, &mut batch, source, &mut report)?;
-            progress(record.position().map_or(0, |p| p.byte()));
+        drop(to_writer);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("the claims writer thread panicked")));
+        match (failed, written) {
+            (_, Err(e)) => Err(ImportError::Store(e)),
+            (Some(e), Ok(_)) => Err(e),
+            (None, Ok((inserted, present))) => {
+                report.inserted = inserted;
+                report.already_present = present;
+                Ok(report)
+            }
         }
-    }
-    flush(store, &mut batch, source, &mut report)?;
-    Ok(report)
+    })
 }
 
 fn keep_error(report: &mut ImportReport, e: RowError) {
@@ -416,20 +485,4 @@ fn keep_error(report: &mut ImportReport, e: RowError) {
     } else {
         report.errors_not_kept += 1;
     }
-}
-
-fn flush(
-    store: &dyn Store,
-    batch: &mut Vec<ClaimLine>,
-    source: &str,
-    report: &mut ImportReport,
-) -> Result<(), ImportError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let inserted = store.insert_claims(batch, source)?;
-    report.inserted += inserted;
-    report.already_present += batch.len() as u64 - inserted;
-    batch.clear();
-    Ok(())
 }

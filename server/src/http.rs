@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use wuding_protocol::api::{
@@ -23,6 +23,8 @@ use wuding_protocol::{RecordId, TerminalKey};
 use crate::ingest::{IngestPolicy, Log, Outcome, ingest};
 use crate::registry::{RegistryError, register};
 use crate::store::{Store, StoreError, TerminalRow};
+use crate::templates::{TemplateError, TemplateVault};
+use sha2::{Digest, Sha256};
 
 /// Largest upload body (a batch of up to [`MAX_BATCH`] envelopes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -204,8 +206,73 @@ fn db_pool() -> &'static DbPool {
     })
 }
 
-/// The API router.
+/// Options beyond the shared state: the administrator token and the
+/// template key. Without them the admin API answers 403 and templates are
+/// neither accepted nor delivered.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    pub admin_token: Option<AdminToken>,
+    pub vault: Option<Arc<TemplateVault>>,
+}
+
+/// The administrator's bearer token, kept only as its SHA-256. `Debug`
+/// redacts it.
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(redacted)")
+    }
+}
+
+impl AdminToken {
+    /// A token of at least 16 characters.
+    pub fn new(token: &str) -> Option<AdminToken> {
+        let token = token.trim();
+        (token.len() >= 16).then(|| AdminToken(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    fn matches(&self, offered: &str) -> bool {
+        let d: [u8; 32] = Sha256::digest(offered.as_bytes()).into();
+        // Constant time over the digests.
+        d.iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+/// Every route the router serves, as written in `openapi.json` (a test
+/// checks each one is documented).
+pub const ROUTES: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/api/openapi.json",
+    "/api/v1/terminals/register",
+    "/api/v1/terminals/me",
+    "/api/v1/records",
+    "/api/v1/roster",
+    "/api/v1/log/checkpoint",
+    "/api/v1/log/consistency",
+    "/api/v1/roster/key",
+    "/api/v1/templates",
+    "/api/v1/admin/terminals",
+    "/api/v1/admin/terminals/{terminal_id}/approve",
+    "/api/v1/admin/terminals/{terminal_id}/revoke",
+    "/api/v1/admin/alarms",
+    "/api/v1/admin/roster/{kind}",
+    "/api/v1/admin/templates",
+    "/api/v1/admin/claims",
+];
+
+/// The API router (no admin API, no templates).
 pub fn router(state: AppState) -> Router {
+    router_with(state, ServerOptions::default())
+}
+
+/// The API router with administrator access and templates.
+pub fn router_with(state: AppState, options: ServerOptions) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -216,6 +283,22 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/roster", get(roster))
         .route("/api/v1/log/checkpoint", get(checkpoint))
         .route("/api/v1/log/consistency", get(consistency))
+        .route("/api/v1/roster/key", post(roster_key))
+        .route("/api/v1/templates", post(upload_template))
+        .route("/api/v1/admin/terminals", get(admin_terminals))
+        .route(
+            "/api/v1/admin/terminals/{terminal_id}/approve",
+            post(admin_approve),
+        )
+        .route(
+            "/api/v1/admin/terminals/{terminal_id}/revoke",
+            post(admin_revoke),
+        )
+        .route("/api/v1/admin/alarms", get(admin_alarms))
+        .route("/api/v1/admin/roster/{kind}", post(admin_roster))
+        .route("/api/v1/admin/templates", put(admin_template))
+        .route("/api/v1/admin/claims", post(admin_claims))
+        .layer(Extension(options))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -504,6 +587,7 @@ async fn roster(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    Extension(options): Extension<ServerOptions>,
     Query(q): Query<RosterQuery>,
 ) -> Result<Json<wuding_protocol::api::RosterDelta>, AppError> {
     blocking(move || {
@@ -515,8 +599,9 @@ async fn roster(
                 "only approved terminals receive rosters",
             ));
         }
-        Ok(Json(crate::roster::delta_for(
+        Ok(Json(crate::roster::delta_with_templates(
             &*s.store,
+            options.vault.as_deref(),
             &t.hospital_code,
             q.since,
         )?))
@@ -550,4 +635,388 @@ async fn consistency(
         })))
     })
     .await
+}
+
+fn unprocessable(code: &'static str, message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+impl From<TemplateError> for AppError {
+    fn from(e: TemplateError) -> AppError {
+        match e {
+            TemplateError::Store(e) => e.into(),
+            other => unprocessable("bad_template", other.to_string()),
+        }
+    }
+}
+
+fn approved_terminal(
+    s: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<TerminalRow, AppError> {
+    let t = authenticate(s, headers, method, uri, body)?;
+    if t.status != "approved" {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "not_approved",
+            "only approved terminals may do this",
+        ));
+    }
+    Ok(t)
+}
+
+fn vault_of(options: &ServerOptions) -> Result<Arc<TemplateVault>, AppError> {
+    options.vault.clone().ok_or_else(|| {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_template_key",
+            "this server was started without --template-key-file",
+        )
+    })
+}
+
+/// `POST /api/v1/roster/key`: the hospital roster key, wrapped for the
+/// X25519 public key in the (signed) body.
+async fn roster_key(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<wuding_protocol::api::RosterKeyResponse>, AppError> {
+    blocking(move || {
+        let t = approved_terminal(&s, &headers, &method, &uri, &body)?;
+        let req: wuding_protocol::api::RosterKeyRequest =
+            serde_json::from_slice(&body).map_err(|e| unprocessable("bad_body", e.to_string()))?;
+        let vault = vault_of(&options)?;
+        let answer = vault.wrap_for_terminal(&t.hospital_code, &req)?;
+        tracing::info!(terminal = %t.terminal_id, "roster key delivered");
+        Ok(Json(answer))
+    })
+    .await
+}
+
+/// `POST /api/v1/templates`: a template enrolled at a terminal, sealed under
+/// its hospital's roster key; stored sealed at rest and delivered to the
+/// hospital's other terminals.
+async fn upload_template(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    blocking(move || {
+        let t = approved_terminal(&s, &headers, &method, &uri, &body)?;
+        let req: wuding_protocol::api::RosterTemplate =
+            serde_json::from_slice(&body).map_err(|e| unprocessable("bad_body", e.to_string()))?;
+        let vault = vault_of(&options)?;
+        let item = vault.item_from_terminal(&t.hospital_code, &req)?;
+        let changed = crate::templates::put(&*s.store, &[item])?;
+        Ok(Json(
+            serde_json::json!({"stored": true, "changed": changed > 0}),
+        ))
+    })
+    .await
+}
+
+fn admin(options: &ServerOptions, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(token) = &options.admin_token else {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "this server was started without --admin-token-file",
+        ));
+    };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| AppError::unauthorized("missing `Authorization: Bearer TOKEN`"))?;
+    if !token.matches(offered) {
+        return Err(AppError::unauthorized("wrong administrator token"));
+    }
+    Ok(())
+}
+
+async fn admin_terminals(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    blocking(move || {
+        let list: Vec<serde_json::Value> = s
+            .store
+            .terminals()?
+            .into_iter()
+            .map(|t| {
+                serde_json::json!({
+                    "terminal_id": t.terminal_id,
+                    "hospital_code": t.hospital_code,
+                    "department_code": t.department_code,
+                    "public_key": hex::encode(t.public_key),
+                    "key_id": t.key_id,
+                    "status": t.status,
+                    "requested_at_ms": t.requested_at_ms,
+                    "approved_at_ms": t.approved_at_ms,
+                    "revoked_at_ms": t.revoked_at_ms,
+                    "revoked_at_seq": t.revoked_at_seq,
+                    "last_contact_ms": t.last_contact_ms,
+                })
+            })
+            .collect();
+        Ok(Json(serde_json::json!({ "terminals": list })))
+    })
+    .await
+}
+
+async fn admin_approve(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    Path(terminal_id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    blocking(move || {
+        s.store.approve_terminal(&terminal_id, (s.clock)())?;
+        tracing::info!(terminal = %terminal_id, "terminal approved");
+        Ok(Json(
+            serde_json::json!({"terminal_id": terminal_id, "status": "approved"}),
+        ))
+    })
+    .await
+}
+
+async fn admin_revoke(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    Path(terminal_id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    blocking(move || {
+        let now = (s.clock)();
+        s.store.revoke_terminal(&terminal_id, now)?;
+        tracing::info!(terminal = %terminal_id, "terminal revoked");
+        Ok(Json(
+            serde_json::json!({"terminal_id": terminal_id, "status": "revoked", "revoked_at_ms": now}),
+        ))
+    })
+    .await
+}
+
+async fn admin_alarms(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    blocking(move || Ok(Json(serde_json::json!({ "alarms": s.store.alarms()? })))).await
+}
+
+fn report_json(r: &crate::claims::ImportReport) -> serde_json::Value {
+    serde_json::json!({
+        "rows": r.rows,
+        "changed": r.inserted,
+        "already_present": r.already_present,
+        "errors": r.errors.iter().map(|e| serde_json::json!({
+            "line": e.line, "column": e.column, "why": e.why,
+        })).collect::<Vec<_>>(),
+        "errors_not_kept": r.errors_not_kept,
+    })
+}
+
+fn import_error(e: crate::claims::ImportError) -> AppError {
+    match e {
+        crate::claims::ImportError::Store(e) => e.into(),
+        other => unprocessable("bad_file", other.to_string()),
+    }
+}
+
+/// `POST /api/v1/admin/roster/{patients|staff|plans|prices|terminals}`: a
+/// CSV body in the import layout; rows are inserted or updated (an
+/// unchanged row changes nothing), bad rows come back with line and column.
+async fn admin_roster(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    Path(kind): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    blocking(move || {
+        if kind == "terminals" {
+            let r =
+                crate::registry::import_terminals(&*s.store, &body[..]).map_err(import_error)?;
+            return Ok(Json(report_json(&r)));
+        }
+        let kind = match kind.as_str() {
+            "patients" => crate::roster::RosterKind::Patients,
+            "staff" => crate::roster::RosterKind::Staff,
+            "plans" => crate::roster::RosterKind::Plans,
+            "prices" => crate::roster::RosterKind::Prices,
+            other => {
+                return Err(AppError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no roster kind `{other}` (patients, staff, plans, prices, terminals)"),
+                ));
+            }
+        };
+        let r = crate::roster::import(&*s.store, kind, &body[..]).map_err(import_error)?;
+        Ok(Json(report_json(&r)))
+    })
+    .await
+}
+
+/// Body of `PUT /api/v1/admin/templates`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminTemplate {
+    hospital_code: String,
+    insured_id: String,
+    finger: wuding_protocol::Finger,
+    /// The module's characteristic file, base64.
+    template: String,
+    /// The keyed reference terminals put in records (64 hex digits).
+    template_ref: String,
+}
+
+async fn admin_template(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    let req: AdminTemplate =
+        serde_json::from_slice(&body).map_err(|e| unprocessable("bad_body", e.to_string()))?;
+    blocking(move || {
+        use base64::Engine;
+        let vault = vault_of(&options)?;
+        let template = base64::engine::general_purpose::STANDARD
+            .decode(req.template.as_bytes())
+            .map_err(|_| unprocessable("bad_body", "`template` is not base64"))?;
+        let template_ref = wuding_protocol::ids::parse_lower_hex::<32>(&req.template_ref)
+            .ok_or_else(|| unprocessable("bad_body", "`template_ref` is not 64 hex digits"))?;
+        let item = vault.item_for(
+            &req.hospital_code,
+            &req.insured_id,
+            req.finger,
+            &template,
+            wuding_protocol::TemplateRef(template_ref),
+        )?;
+        let changed = crate::templates::put(&*s.store, &[item])?;
+        Ok(Json(
+            serde_json::json!({"stored": true, "changed": changed > 0}),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ClaimsQuery {
+    #[serde(default)]
+    mapping: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+}
+
+/// `POST /api/v1/admin/claims?mapping=standard|national-fee-detail`: a
+/// claims CSV body (at most the body limit; larger files go through the
+/// `import-claims` command).
+async fn admin_claims(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    Query(q): Query<ClaimsQuery>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    let mapping = match q.mapping.as_deref() {
+        None | Some("standard") => crate::claims::Mapping::standard(),
+        Some("national-fee-detail") => crate::claims::Mapping::national_fee_detail(),
+        Some(other) => {
+            return Err(unprocessable(
+                "bad_mapping",
+                format!("no mapping `{other}` (standard, national-fee-detail)"),
+            ));
+        }
+    };
+    let source = q.source.unwrap_or_else(|| "upload".into());
+    blocking(move || {
+        let r = crate::claims::import(&*s.store, &body[..], &mapping, &source, |_| {})
+            .map_err(import_error)?;
+        Ok(Json(report_json(&r)))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../openapi.json")).expect("openapi.json parses");
+        let paths = doc["paths"].as_object().expect("paths");
+        for route in ROUTES {
+            assert!(paths.contains_key(*route), "{route} is not documented");
+        }
+        assert_eq!(
+            paths.len(),
+            ROUTES.len(),
+            "a documented route is missing from ROUTES"
+        );
+    }
+
+    #[test]
+    fn every_documented_route_is_served() {
+        let state = AppState {
+            store: Arc::new(
+                crate::store::sqlite::SqliteStore::in_memory().expect("in-memory store"),
+            ),
+            log: Arc::new(Log::new(wuding_protocol::TerminalSigner::from_seed(
+                &[1; 32],
+            ))),
+            policy: IngestPolicy::default(),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(|| 1_700_000_000_000),
+        };
+        let app = router(state);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for route in ROUTES {
+            let path = route
+                .replace("{terminal_id}", "T-1")
+                .replace("{kind}", "patients");
+            for method in ["GET", "POST", "PUT"] {
+                let req = axum::http::Request::builder()
+                    .method(method)
+                    .uri(&path)
+                    .body(axum::body::Body::empty())
+                    .expect("request");
+                let status = runtime
+                    .block_on(app.clone().oneshot(req))
+                    .expect("infallible")
+                    .status();
+                // 405 still means the path is routed (for another method).
+                assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}");
+                assert!(
+                    !status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+                    "{method} {path}: {status}"
+                );
+            }
+        }
+    }
 }

@@ -268,7 +268,11 @@ pub fn ingest(
                 ));
                 continue;
             }
-            if verified.record.seq() > terminal.revoked_at_seq.unwrap_or(0) {
+            // A revocation imported from a file has a time but no chain
+            // position; then the time rule alone applies.
+            if let Some(at_seq) = terminal.revoked_at_seq
+                && verified.record.seq() > at_seq
+            {
                 alarms.push(alarm(
                     &terminal.terminal_id,
                     "after_revocation",

@@ -8,3 +8,4 @@ pub mod ingest;
 pub mod registry;
 pub mod roster;
 pub mod store;
+pub mod templates;

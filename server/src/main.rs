@@ -9,9 +9,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use wuding_protocol::{Envelope, TerminalSigner};
 use wuding_server::claims::{self, Mapping};
-use wuding_server::http::{AppState, Metrics, router};
+use wuding_server::http::{AdminToken, AppState, Metrics, ServerOptions, router_with};
 use wuding_server::ingest::{IngestPolicy, Log, Outcome, ingest};
+use wuding_server::roster::RosterKind;
 use wuding_server::store::{self, Store};
+use wuding_server::templates::TemplateVault;
 
 #[derive(Parser)]
 #[command(name = "wuding-server", version, about = "wuding central server")]
@@ -39,6 +41,23 @@ enum Command {
         /// Keep it outside the database.
         #[arg(long, default_value = "wuding-log.key")]
         log_key_file: PathBuf,
+        /// The key that seals fingerprint templates at rest and derives the
+        /// hospitals' roster keys (hex, mode 0600); created if missing. Keep
+        /// it outside the database.
+        #[arg(long)]
+        template_key_file: Option<PathBuf>,
+        /// A file holding the administrator's bearer token (at least 16
+        /// characters). Without it the admin API is off.
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        /// How far (seconds) a terminal clock may run ahead before a
+        /// `clock_skew` flag.
+        #[arg(long, default_value_t = 300)]
+        max_future_skew_secs: i64,
+        /// After how many hours between signing and arrival a record gets a
+        /// `late_sync` flag.
+        #[arg(long, default_value_t = 168)]
+        late_after_hours: i64,
     },
     /// Terminal registry.
     Terminal {
@@ -54,11 +73,36 @@ enum Command {
         #[arg(long, default_value = "wuding-log.key")]
         log_key_file: PathBuf,
     },
-    /// Import a roster file (patients, staff, plans or prices; CSV layouts
-    /// in docs/server.md).
+    /// Import a roster file: `import-roster FILE` reads patients
+    /// (roster.csv); `import-roster KIND FILE` reads patients, staff, plans
+    /// or prices (CSV layouts in docs/data-formats.md).
     ImportRoster {
-        #[arg(value_enum)]
-        kind: wuding_server::roster::RosterKind,
+        /// `FILE`, or `KIND FILE`.
+        #[arg(num_args = 1..=2, required = true, value_names = ["KIND", "FILE"])]
+        args: Vec<String>,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Import 五定 plans (plans.csv).
+    ImportPlans {
+        file: PathBuf,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Import staff (staff.csv; PINs are hashed on import).
+    ImportStaff {
+        file: PathBuf,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Import price lists (prices.csv).
+    ImportPrices {
+        file: PathBuf,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Import approved (and revoked) terminals (terminals.csv).
+    ImportTerminals {
         file: PathBuf,
         #[command(flatten)]
         db: Db,
@@ -144,14 +188,35 @@ fn main() -> anyhow::Result<()> {
             db,
             listen,
             log_key_file,
+            template_key_file,
+            admin_token_file,
+            max_future_skew_secs,
+            late_after_hours,
         } => {
             let store = open(&db)?;
             let log = Arc::new(Log::new(log_key(&log_key_file)?));
             let size = log.sync(&*store)?;
+            let mut options = ServerOptions::default();
+            if let Some(path) = template_key_file {
+                options.vault = Some(Arc::new(TemplateVault::load_or_create(&path)?));
+            }
+            if let Some(path) = admin_token_file {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                options.admin_token = Some(AdminToken::new(&text).with_context(|| {
+                    format!(
+                        "{}: the token must be at least 16 characters",
+                        path.display()
+                    )
+                })?);
+            }
             let state = AppState {
                 store,
                 log,
-                policy: IngestPolicy::default(),
+                policy: IngestPolicy {
+                    max_future_skew_ms: max_future_skew_secs.saturating_mul(1000),
+                    late_after_ms: late_after_hours.saturating_mul(3_600_000),
+                },
                 metrics: Arc::new(Metrics::default()),
                 clock: Arc::new(now_ms),
             };
@@ -164,7 +229,7 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("binding {listen}"))?;
                 tracing::info!(addr = %listener.local_addr()?, log_size = size, "wuding-server listening");
                 println!("listening on http://{}", listener.local_addr()?);
-                axum::serve(listener, router(state))
+                axum::serve(listener, router_with(state, options))
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
@@ -259,21 +324,29 @@ fn main() -> anyhow::Result<()> {
             println!("unreadable lines: {bad_lines}");
             Ok(())
         }
-        Command::ImportRoster { kind, file, db } => {
+        Command::ImportRoster { args, db } => {
+            let (kind, file) = match args.as_slice() {
+                [file] => (RosterKind::Patients, PathBuf::from(file)),
+                [kind, file] => (
+                    <RosterKind as clap::ValueEnum>::from_str(kind, true).map_err(|_| {
+                        anyhow::anyhow!("`{kind}` is not patients, staff, plans or prices")
+                    })?,
+                    PathBuf::from(file),
+                ),
+                _ => bail!("give FILE or KIND FILE"),
+            };
+            import_roster(&db, kind, &file)
+        }
+        Command::ImportPlans { file, db } => import_roster(&db, RosterKind::Plans, &file),
+        Command::ImportStaff { file, db } => import_roster(&db, RosterKind::Staff, &file),
+        Command::ImportPrices { file, db } => import_roster(&db, RosterKind::Prices, &file),
+        Command::ImportTerminals { file, db } => {
             let store = open(&db)?;
             let f = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            let report = wuding_server::roster::import(&*store, kind, std::io::BufReader::new(f))?;
-            for e in &report.errors {
-                eprintln!("{}: {e}", file.display());
-            }
-            println!(
-                "rows: {}, changed items: {}, refused: {}",
-                report.rows,
-                report.inserted,
-                report.errors.len()
-            );
-            Ok(())
+            let report =
+                wuding_server::registry::import_terminals(&*store, std::io::BufReader::new(f))?;
+            print_report(&file, &report)
         }
         Command::ImportClaims { file, mapping, db } => {
             let store = open(&db)?;
@@ -332,4 +405,28 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_report(file: &Path, report: &claims::ImportReport) -> anyhow::Result<()> {
+    for e in &report.errors {
+        eprintln!("{}: {e}", file.display());
+    }
+    println!(
+        "rows: {}, changed: {}, unchanged: {}, refused: {}",
+        report.rows,
+        report.inserted,
+        report.already_present,
+        report.errors.len()
+    );
+    if report.rows > 0 && report.errors.len() as u64 == report.rows {
+        bail!("no row could be imported");
+    }
+    Ok(())
+}
+
+fn import_roster(db: &Db, kind: RosterKind, file: &Path) -> anyhow::Result<()> {
+    let store = open(db)?;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let report = wuding_server::roster::import(&*store, kind, std::io::BufReader::new(f))?;
+    print_report(file, &report)
 }

@@ -335,6 +335,17 @@ pub fn delta_for(
     hospital_code: &str,
     since: u64,
 ) -> Result<RosterDelta, StoreError> {
+    delta_with_templates(store, None, hospital_code, since)
+}
+
+/// Like [`delta_for`], with templates re-sealed for the hospital's
+/// terminals when the server holds the template key.
+pub fn delta_with_templates(
+    store: &dyn Store,
+    vault: Option<&crate::templates::TemplateVault>,
+    hospital_code: &str,
+    since: u64,
+) -> Result<RosterDelta, StoreError> {
     let (items, cursor) = store.roster_since(hospital_code, since)?;
     let mut delta = RosterDelta {
         cursor,
@@ -355,6 +366,17 @@ pub fn delta_for(
             "price" => delta
                 .prices
                 .push(serde_json::from_str(&item.body).map_err(bad)?),
+            crate::templates::KIND => {
+                if let Some(vault) = vault {
+                    let t = vault.deliver(&item).map_err(|e| match e {
+                        crate::templates::TemplateError::Store(e) => e,
+                        _ => StoreError::Corrupt(
+                            "a stored template does not open under the template key",
+                        ),
+                    })?;
+                    delta.templates.push(t);
+                }
+            }
             // Server-only kinds (full names) are never delivered.
             _ => {}
         }

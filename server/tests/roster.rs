@@ -95,3 +95,64 @@ both_backends!(
         assert!(change.patients.is_empty());
     }
 );
+
+fn terminals_csv() -> String {
+    use wuding_protocol::TerminalSigner;
+    let a = TerminalSigner::from_seed(&[1; 32]);
+    let b = TerminalSigner::from_seed(&[2; 32]);
+    let c = TerminalSigner::from_seed(&[3; 32]);
+    let small_order = format!("01{}", "00".repeat(31));
+    format!(
+        "terminal_id,hospital_code,department_code,public_key_hex,key_id_hex,approved_at_ms,revoked_at_ms\n\
+         T-A,H33010200017,NEPH,{},{},1761926400000,\n\
+         T-B,H33010200017,NEPH,{},{},1761926400000,1762000000000\n\
+         T-C,H33010200017,NEPH,{},{},1761926400000,\n\
+         T-D,H33010200017,NEPH,{small_order},{},1761926400000,\n\
+         T-E,H33010200017,NEPH,{},{},1761926400000,1700000000000\n",
+        a.public_key().to_hex(),
+        a.key_id().to_hex(),
+        b.public_key().to_hex(),
+        b.key_id().to_hex(),
+        c.public_key().to_hex(),
+        a.key_id().to_hex(),
+        a.key_id().to_hex(),
+        TerminalSigner::from_seed(&[4; 32]).public_key().to_hex(),
+        TerminalSigner::from_seed(&[4; 32]).key_id().to_hex(),
+    )
+}
+
+both_backends!(
+    terminals_import_validates_keys_and_is_idempotent,
+    |store: &dyn Store| {
+        use wuding_server::registry::import_terminals;
+        let csv = terminals_csv();
+        let r = import_terminals(store, csv.as_bytes()).unwrap();
+        assert_eq!(r.rows, 5);
+        assert_eq!(r.inserted, 2);
+        let errors: Vec<String> = r.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("line 4, column key_id_hex: is not the id"));
+        assert!(errors[1].starts_with("line 5, column public_key_hex: the public key is refused"));
+        assert_eq!(
+            errors[2],
+            "line 6, column revoked_at_ms: is before approved_at_ms"
+        );
+        let a = store.terminal("T-A").unwrap().unwrap();
+        assert_eq!(a.status, "approved");
+        let b = store.terminal("T-B").unwrap().unwrap();
+        assert_eq!(
+            (b.status.as_str(), b.revoked_at_ms, b.revoked_at_seq),
+            ("revoked", Some(1_762_000_000_000), None)
+        );
+        let again = import_terminals(store, csv.as_bytes()).unwrap();
+        assert_eq!((again.inserted, again.already_present), (0, 2));
+        // A later file revokes T-A.
+        let revoke = csv.replace(",1761926400000,\n", ",1761926400000,1762100000000\n");
+        let later = import_terminals(store, revoke.as_bytes()).unwrap();
+        assert_eq!(later.inserted, 1);
+        assert_eq!(
+            store.terminal("T-A").unwrap().unwrap().revoked_at_ms,
+            Some(1_762_100_000_000)
+        );
+    }
+);
