@@ -5,6 +5,7 @@
 //! **Architecture Invariant:** nothing but tests and demos depends on this
 //! crate.
 
+pub mod devices;
 pub mod fingerprint;
 pub mod pn532;
 pub mod pty;

@@ -1,7 +1,43 @@
-//! `wuding-sim`: emulated devices, scenario generator and clinic demo.
-//! Subcommands arrive with issues 3 (`devices`), 8 (`generate`) and 7 (`demo`).
+//! `wuding-sim`: emulated devices (`devices`), the scenario generator
+//! (`generate`) and, with issue 7, the clinic demo (`demo`).
+//!
+//! Each subcommand's arguments and body live in the library module that owns
+//! the concept; this file only dispatches.
 
-fn main() {
-    eprintln!("wuding-sim: no subcommands yet; see README.md for what runs today");
-    std::process::exit(2);
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wuding-sim",
+    version,
+    about = "wuding simulator: emulated devices, generated months, the clinic demo"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an emulated fingerprint module and PN532 reader on
+    /// pseudo-terminals, with stable links and a control socket in DIR.
+    Devices(wuding_firmware_host::devices::DevicesArgs),
+    /// Write a generated month of a region (records, claims, rosters,
+    /// ground truth) into a directory.
+    Generate(wuding_firmware_host::scenario::GenerateArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Devices(args) => wuding_firmware_host::devices::run(args),
+        Command::Generate(args) => wuding_firmware_host::scenario::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wuding-sim: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
