@@ -2,10 +2,15 @@
 //!
 //! An emulator owns the master side and speaks the device's wire protocol
 //! on it; a driver (ours, or a third-party library) opens the slave path
-//! exactly as it would open `/dev/ttyAMA0`. The emulator keeps its own
-//! handle on the slave open so that a client closing and reopening the port
-//! never makes the master see end-of-file, and sets the slave to raw mode so
-//! no byte is translated by the line discipline.
+//! exactly as it would open `/dev/ttyAMA0`. The slave is set to raw mode so
+//! no byte is translated by the line discipline (clients set it again when
+//! they open the port, as they do for a real UART).
+//!
+//! The emulator does not hold the slave open itself: a real UART device
+//! node is free again as soon as its last user closes it, and the kernel
+//! clears a client's exclusive-use flag (`TIOCEXCL`, which the `serialport`
+//! crate sets) only on that last close. With no client, the master reports
+//! hang-up; the device loop then idles until a client opens the port.
 
 use std::fs::File;
 use std::io;
@@ -19,8 +24,6 @@ use nix::sys::termios::{self, SetArg};
 /// An open pseudo-terminal pair.
 pub struct Pty {
     master: PtyMaster,
-    /// Held open for the emulator's lifetime; see the module docs.
-    _slave_keepalive: OwnedFd,
     slave_path: PathBuf,
 }
 
@@ -40,11 +43,8 @@ impl Pty {
         let mut attrs = termios::tcgetattr(slave.as_fd()).map_err(io::Error::from)?;
         termios::cfmakeraw(&mut attrs);
         termios::tcsetattr(slave.as_fd(), SetArg::TCSANOW, &attrs).map_err(io::Error::from)?;
-        Ok(Pty {
-            master,
-            _slave_keepalive: slave,
-            slave_path,
-        })
+        drop(slave);
+        Ok(Pty { master, slave_path })
     }
 
     /// The path a client opens (`/dev/pts/N`).

@@ -22,6 +22,9 @@ enum Command {
     /// Start an emulated fingerprint module and PN532 reader on
     /// pseudo-terminals, with stable links and a control socket in DIR.
     Devices(wuding_firmware_host::devices::DevicesArgs),
+    /// Send one control command to running `devices` (e.g. `finger place
+    /// P0001-R2 60`, `card present 04A1B2C3`, `status`).
+    Ctl(wuding_firmware_host::devices::CtlArgs),
     /// Write a generated month of a region (records, claims, rosters,
     /// ground truth) into a directory.
     Generate(wuding_firmware_host::scenario::GenerateArgs),
@@ -31,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices(args) => wuding_firmware_host::devices::run(args),
+        Command::Ctl(args) => wuding_firmware_host::devices::run_ctl(args),
         Command::Generate(args) => wuding_firmware_host::scenario::run(args),
     };
     match result {
