@@ -34,6 +34,8 @@ use super::library::Library;
 /// third-party clients set the baud rate, security level and packet size
 /// with it.
 const WRITE_REG: u8 = 0x0E;
+/// GetEcho (0x53): answered with confirmation 0x55, "module is working".
+const GET_ECHO: u8 = 0x53;
 
 /// How long the module takes for each kind of work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,6 +310,9 @@ impl Module {
         }
         if instruction == WRITE_REG {
             return self.write_reg(payload, out);
+        }
+        if instruction == GET_ECHO {
+            return self.ack(out, GET_ECHO, READY_BYTE, &ReplyData::None);
         }
         let cmd = match Command::parse(payload) {
             Ok(cmd) => cmd,
