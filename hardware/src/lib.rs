@@ -12,4 +12,7 @@ pub mod indicator;
 pub mod mfrc522;
 pub mod pn532;
 pub mod reader;
+#[cfg(feature = "rpi")]
+pub mod rpi;
+pub mod rx;
 pub mod transport;

@@ -15,6 +15,8 @@
 
 use std::fmt;
 
+use crate::rx::RxBuffer;
+
 /// The two header bytes that start every frame.
 pub const HEADER: [u8; 2] = [0xEF, 0x01];
 /// The address a module answers to out of the box.
@@ -243,6 +245,23 @@ pub fn parse_frame(buf: &[u8]) -> Result<Status<(Frame<'_>, usize)>, FrameError>
     )))
 }
 
+/// Splits a template transfer (UpChar, DownChar) into packets of `size`
+/// bytes, all [`PacketKind::Data`] but the last, [`PacketKind::EndData`].
+pub fn data_packets(bytes: &[u8], size: usize) -> impl Iterator<Item = (PacketKind, &[u8])> {
+    let count = bytes.len().div_ceil(size.max(1));
+    bytes
+        .chunks(size.max(1))
+        .enumerate()
+        .map(move |(i, chunk)| {
+            let kind = if i + 1 == count {
+                PacketKind::EndData
+            } else {
+                PacketKind::Data
+            };
+            (kind, chunk)
+        })
+}
+
 /// What a [`Decoder`] yields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -258,18 +277,14 @@ pub enum Event<'a> {
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
-    buf: Vec<u8>,
-    head: usize,
-    skipped: u64,
+    rx: RxBuffer,
 }
 
 impl Decoder {
     pub fn new(role: Role) -> Decoder {
         Decoder {
             role,
-            buf: Vec::with_capacity(2 * MAX_FRAME),
-            head: 0,
-            skipped: 0,
+            rx: RxBuffer::with_capacity(2 * MAX_FRAME),
         }
     }
 
@@ -279,60 +294,48 @@ impl Decoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.buf.extend_from_slice(bytes);
+        self.rx.push(bytes);
     }
 
     /// Forgets everything buffered (before a retry).
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.head = 0;
+        self.rx.clear();
     }
 
     /// Bytes buffered and not yet consumed.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.head
+        self.rx.buffered()
     }
 
     /// Bytes dropped while resynchronising, since creation.
     pub fn skipped_bytes(&self) -> u64 {
-        self.skipped
-    }
-
-    fn compact(&mut self) {
-        if self.head > 0 {
-            self.buf.copy_within(self.head.., 0);
-            self.buf.truncate(self.buf.len() - self.head);
-            self.head = 0;
-        }
+        self.rx.skipped()
     }
 
     /// The next event, `Ok(None)` when more bytes are needed. After an
     /// error, call again: decoding resumes after the bad frame's header.
     pub fn next_event(&mut self) -> Result<Option<Event<'_>>, FrameError> {
         loop {
-            let window = &self.buf[self.head..];
+            let window = self.rx.window();
             let Some(&first) = window.first() else {
                 return Ok(None);
             };
             if first != HEADER[0] {
                 if first == READY_BYTE && self.role == Role::Host {
-                    self.head += 1;
+                    self.rx.consume(1);
                     return Ok(Some(Event::Ready));
                 }
                 let skip = window
                     .iter()
                     .position(|&b| b == HEADER[0] || (b == READY_BYTE && self.role == Role::Host))
                     .unwrap_or(window.len());
-                self.head += skip;
-                self.skipped += skip as u64;
+                self.rx.skip(skip);
                 continue;
             }
             match window.get(1) {
                 None => return Ok(None),
                 Some(&b) if b != HEADER[1] => {
-                    self.head += 1;
-                    self.skipped += 1;
+                    self.rx.skip(1);
                     continue;
                 }
                 Some(_) => {}
@@ -340,19 +343,22 @@ impl Decoder {
             match parse_frame(window) {
                 Ok(Status::Partial) => return Ok(None),
                 Ok(Status::Complete((frame, len))) => {
-                    let start = self.head;
-                    self.head += len;
+                    let start = self.rx.position();
                     if !frame.kind.accepted_by(self.role) {
-                        self.skipped += len as u64;
+                        let kind = frame.kind;
+                        self.rx.skip(len);
                         return Err(FrameError::UnexpectedPacket {
-                            kind: frame.kind,
+                            kind,
                             role: self.role,
                         });
                     }
                     let payload_len = frame.payload.len();
                     let address = frame.address;
                     let kind = frame.kind;
-                    let payload = &self.buf[start + PREFIX_LEN..start + PREFIX_LEN + payload_len];
+                    self.rx.consume(len);
+                    let payload = self
+                        .rx
+                        .slice(start + PREFIX_LEN..start + PREFIX_LEN + payload_len);
                     return Ok(Some(Event::Frame(Frame {
                         address,
                         kind,
@@ -362,8 +368,7 @@ impl Decoder {
                 Err(e) => {
                     // Skip the header only: the next frame may start inside
                     // what the corrupt length claimed.
-                    self.head += HEADER.len();
-                    self.skipped += HEADER.len() as u64;
+                    self.rx.skip(HEADER.len());
                     return Err(e);
                 }
             }

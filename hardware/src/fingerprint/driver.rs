@@ -509,13 +509,7 @@ impl<T: Transport> Fingerprint<T> {
         }
         self.execute(&Command::DownChar { buffer })?;
         let size = self.packet_size().bytes().min(MAX_PAYLOAD);
-        let mut chunks = bytes.chunks(size).peekable();
-        while let Some(chunk) = chunks.next() {
-            let kind = if chunks.peek().is_some() {
-                PacketKind::Data
-            } else {
-                PacketKind::EndData
-            };
+        for (kind, chunk) in super::codec::data_packets(bytes, size) {
             self.send(kind, chunk)?;
         }
         Ok(())

@@ -22,6 +22,8 @@
 
 use std::fmt;
 
+use crate::rx::RxBuffer;
+
 /// Start code that begins every frame (after the optional 0x00 preamble).
 pub const START_CODE: [u8; 2] = [0x00, 0xFF];
 /// TFI of a frame from the host controller to the PN532.
@@ -395,18 +397,14 @@ fn with_postamble(buf: &[u8], end: usize, raw: RawFrame) -> Status<(RawFrame, us
 #[derive(Debug)]
 pub struct Decoder {
     role: Role,
-    buf: Vec<u8>,
-    head: usize,
-    skipped: u64,
+    rx: RxBuffer,
 }
 
 impl Decoder {
     pub fn new(role: Role) -> Decoder {
         Decoder {
             role,
-            buf: Vec::with_capacity(2 * MAX_FRAME),
-            head: 0,
-            skipped: 0,
+            rx: RxBuffer::with_capacity(2 * MAX_FRAME),
         }
     }
 
@@ -416,54 +414,42 @@ impl Decoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.buf.extend_from_slice(bytes);
+        self.rx.push(bytes);
     }
 
     /// Forgets everything buffered.
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.head = 0;
+        self.rx.clear();
     }
 
     /// Bytes buffered and not yet consumed.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.head
+        self.rx.buffered()
     }
 
     /// Bytes dropped while resynchronising, since creation.
     pub fn skipped_bytes(&self) -> u64 {
-        self.skipped
-    }
-
-    fn compact(&mut self) {
-        if self.head > 0 {
-            self.buf.copy_within(self.head.., 0);
-            self.buf.truncate(self.buf.len() - self.head);
-            self.head = 0;
-        }
+        self.rx.skipped()
     }
 
     /// The next frame, `Ok(None)` when more bytes are needed. After an
     /// error, call again: decoding resumes after the bad frame's start code.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
-        let window = &self.buf[self.head..];
+        let window = self.rx.window();
         let start = window.windows(2).position(|w| w == START_CODE);
         let Some(start) = start else {
             // Keep a trailing 0x00: it may be the first half of a start code.
             let keep = usize::from(window.last() == Some(&0x00));
             let skip = window.len() - keep;
-            self.head += skip;
-            self.skipped += skip as u64;
+            self.rx.skip(skip);
             return Ok(None);
         };
-        self.head += start;
-        self.skipped += start as u64;
-        let at = self.head;
-        match parse_raw(&self.buf[at..]) {
+        self.rx.skip(start);
+        let at = self.rx.position();
+        match parse_raw(self.rx.window()) {
             Ok(Status::Partial) => Ok(None),
             Ok(Status::Complete((raw, used))) => {
-                self.head = at + used;
+                self.rx.consume(used);
                 if let RawFrame::Info { direction, .. } = raw
                     && direction != self.role.receives()
                 {
@@ -472,11 +458,10 @@ impl Decoder {
                         role: self.role,
                     });
                 }
-                Ok(Some(raw.frame(&self.buf[at..])))
+                Ok(Some(raw.frame(self.rx.slice(at..at + used))))
             }
             Err(e) => {
-                self.head = at + START_CODE.len();
-                self.skipped += START_CODE.len() as u64;
+                self.rx.skip(START_CODE.len());
                 Err(e)
             }
         }
