@@ -29,14 +29,14 @@ impl BedsidePolicy for Policy {
         {
             v.push(Verdict {
                 refuse: true,
-                rule_id: "R-DAILY-DIALYSIS".into(),
+                rule_id: "frequency_day".into(),
                 reason: Text::new("今日已透析", "Already dialysed today"),
             });
         }
         if self.warn {
             v.push(Verdict {
                 refuse: false,
-                rule_id: "W-PLAN-EXPIRING".into(),
+                rule_id: "plan_expiring".into(),
                 reason: Text::new("计划即将到期", "Plan expires soon"),
             });
         }
@@ -304,7 +304,7 @@ fn red_rule_refuses_at_the_bedside() {
     assert!(persisted(&out).is_none());
     assert!(out.contains(&Action::Indicate(Signal::Failure)));
     match screens(&out)[..] {
-        [Screen::Refused { verdicts, .. }] => assert_eq!(verdicts[0].rule_id, "R-DAILY-DIALYSIS"),
+        [Screen::Refused { verdicts, .. }] => assert_eq!(verdicts[0].rule_id, "frequency_day"),
         ref other => panic!("{other:?}"),
     }
     assert_eq!(flow.open_sessions().count(), 0);
@@ -573,8 +573,11 @@ fn the_shared_rule_engine_refuses_and_warns_at_the_bedside() {
     let out = flow.handle(T0 + 900, matched(150));
     match screens(&out)[..] {
         [Screen::Refused { verdicts, .. }] => {
-            assert_eq!(verdicts[0].rule_id, "DAILY_DIALYSIS");
-            assert_eq!(verdicts[0].reason.zh, "同一天已做过一次中心透析");
+            assert_eq!(verdicts[0].rule_id, "frequency_day");
+            assert_eq!(
+                verdicts[0].reason.zh,
+                "同日重复透析：今日已透析 1 次（每日上限 1 次）"
+            );
         }
         ref other => panic!("{other:?}"),
     }

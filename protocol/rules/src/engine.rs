@@ -1,0 +1,1485 @@
+//! Reconciliation: hash joins of claims against attested sessions over
+//! in-memory data, then per-session, per-patient, per-subject and peer
+//! rules. Deterministic: the same inputs give the same findings in the same
+//! order, whatever the order of the inputs.
+
+use std::collections::BTreeMap;
+
+use wuding_protocol::{ClaimLine, Closure, Date, RecordId, TreatmentKind, TreatmentPlan};
+
+use crate::bedside::same_family;
+use crate::config::{Composite, Condition, RuleId, Ruleset};
+use crate::fivefixed::{PlanBreach, ServiceFacts, check_against_plans, money};
+use crate::fx::{FxMap, FxSet, map_with};
+use crate::model::{
+    Dataset, Finding, FindingId, IntegrityEvent, IntegrityKind, Subject, Text, days_from_date,
+    local_date,
+};
+
+const NONE: u32 = u32::MAX;
+
+/// A kind's frequency family: centre dialysis variants count together.
+fn family(kind: TreatmentKind) -> u8 {
+    if kind.is_centre_dialysis() {
+        0
+    } else {
+        1 + TreatmentKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0) as u8
+    }
+}
+
+struct SessView {
+    i: usize,
+    patient: u32,
+    hospital: u32,
+    day: i64,
+    date: Date,
+    start_ms: i64,
+    end_ms: Option<i64>,
+    fallback: bool,
+}
+
+struct ClaimView {
+    i: usize,
+    patient: u32,
+    hospital: u32,
+    day: i64,
+    date: Date,
+}
+
+struct Engine<'a> {
+    rs: &'a Ruleset,
+    data: &'a Dataset<'a>,
+    out: Vec<Finding>,
+    sv: Vec<SessView>,
+    cv: Vec<ClaimView>,
+    patient_ids: Vec<&'a str>,
+    /// For each session view, the claim view it was paired with.
+    claim_of_session: Vec<u32>,
+    /// Pairs (claim view, session view), sorted by claim.
+    pairs: Vec<(u32, u32)>,
+    /// Claim views whose amount exceeds their sessions' charges.
+    above_charge: Vec<bool>,
+}
+
+/// Runs every enabled rule of `ruleset` over `data`.
+pub fn reconcile(ruleset: &Ruleset, data: &Dataset<'_>) -> Vec<Finding> {
+    let mut e = Engine::new(ruleset, data);
+    e.join_slots();
+    e.per_session();
+    e.per_patient();
+    e.fallback_rates();
+    e.plan_checks();
+    e.integrity();
+    e.peers();
+    let mut out = e.out;
+    out.sort_by(|a, b| (a.severity, &a.rule_id, a.id).cmp(&(b.severity, &b.rule_id, b.id)));
+    // One finding per rule and subject: a defect reported twice (measured
+    // from the receipt time and reported by ingest) is one finding.
+    out.dedup_by(|a, b| a.id == b.id);
+    out
+}
+
+impl<'a> Engine<'a> {
+    fn new(rs: &'a Ruleset, data: &'a Dataset<'a>) -> Engine<'a> {
+        let mut patients: FxMap<&'a str, u32> = map_with(data.claims.len() / 8 + 16);
+        let mut patient_ids: Vec<&'a str> = Vec::new();
+        let mut hospitals: FxMap<&'a str, u32> = map_with(256);
+        let intern = |map: &mut FxMap<&'a str, u32>, ids: Option<&mut Vec<&'a str>>, s: &'a str| {
+            let n = map.len() as u32;
+            let v = *map.entry(s).or_insert(n);
+            if v == n
+                && let Some(ids) = ids
+            {
+                ids.push(s);
+            }
+            v
+        };
+        let mut sv = Vec::with_capacity(data.sessions.len());
+        for (i, s) in data.sessions.iter().enumerate() {
+            let r = &s.record;
+            let Some(date) = local_date(r.check_in.at_ms, r.utc_offset_min) else {
+                continue;
+            };
+            if !data.period.contains(date) {
+                continue;
+            }
+            sv.push(SessView {
+                i,
+                patient: intern(&mut patients, Some(&mut patient_ids), &r.patient.insured_id),
+                hospital: intern(&mut hospitals, None, &r.hospital_code),
+                day: days_from_date(date),
+                date,
+                start_ms: r.check_in.at_ms,
+                end_ms: r.check_out.as_ref().map(|o| o.at_ms),
+                fallback: s.is_fallback(),
+            });
+        }
+        let mut cv = Vec::with_capacity(data.claims.len());
+        for (i, c) in data.claims.iter().enumerate() {
+            if !data.period.contains(c.service_date) {
+                continue;
+            }
+            cv.push(ClaimView {
+                i,
+                patient: intern(&mut patients, Some(&mut patient_ids), &c.insured_id),
+                hospital: intern(&mut hospitals, None, &c.hospital_code),
+                day: days_from_date(c.service_date),
+                date: c.service_date,
+            });
+        }
+        let n_s = sv.len();
+        let n_c = cv.len();
+        Engine {
+            rs,
+            data,
+            out: Vec::new(),
+            sv,
+            cv,
+            patient_ids,
+            claim_of_session: vec![NONE; n_s],
+            pairs: Vec::new(),
+            above_charge: vec![false; n_c],
+        }
+    }
+
+    fn session(&self, v: u32) -> &'a crate::model::AttestedSession {
+        &self.data.sessions[self.sv[v as usize].i]
+    }
+
+    fn claim(&self, v: u32) -> &'a ClaimLine {
+        &self.data.claims[self.cv[v as usize].i]
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        rule: RuleId,
+        date: Option<Date>,
+        subject: Subject,
+        id_parts: &[&str],
+        hospital: Option<&str>,
+        patient: Option<&str>,
+        claim_ids: Vec<String>,
+        record_ids: Vec<RecordId>,
+        amount_fen: u64,
+        explanation: Text,
+    ) {
+        let Some(severity) = self.rs.active(rule) else {
+            return;
+        };
+        self.out.push(Finding {
+            id: FindingId::of(rule.code(), id_parts),
+            rule_id: rule.code().to_owned(),
+            ruleset_version: self.rs.version.clone(),
+            params: self.rs.params_of(rule),
+            severity,
+            date,
+            subject,
+            hospital_code: hospital.map(str::to_owned),
+            insured_id: patient.map(str::to_owned),
+            claim_ids,
+            record_ids,
+            amount_fen,
+            explanation,
+        });
+    }
+
+    // ---------------------------------------------------------------- slots
+
+    fn join_slots(&mut self) {
+        type Key = (u32, u32, i64, u8);
+        let mut slot_of: FxMap<Key, u32> = map_with(self.sv.len() + self.cv.len() / 4);
+        let mut s_head: Vec<u32> = Vec::new();
+        let mut c_head: Vec<u32> = Vec::new();
+        let mut s_next = vec![NONE; self.sv.len()];
+        let mut c_next = vec![NONE; self.cv.len()];
+        for (v, s) in self.sv.iter().enumerate() {
+            let kind = self.data.sessions[s.i].record.treatment.kind;
+            let key = (s.patient, s.hospital, s.day, family(kind));
+            let n = s_head.len() as u32;
+            let slot = *slot_of.entry(key).or_insert(n);
+            if slot == n {
+                s_head.push(NONE);
+                c_head.push(NONE);
+            }
+            s_next[v] = s_head[slot as usize];
+            s_head[slot as usize] = v as u32;
+        }
+        for (v, c) in self.cv.iter().enumerate() {
+            let kind = self.data.claims[c.i].service_kind;
+            let key = (c.patient, c.hospital, c.day, family(kind));
+            let n = s_head.len() as u32;
+            let slot = *slot_of.entry(key).or_insert(n);
+            if slot == n {
+                s_head.push(NONE);
+                c_head.push(NONE);
+            }
+            c_next[v] = c_head[slot as usize];
+            c_head[slot as usize] = v as u32;
+        }
+        drop(slot_of);
+
+        let tolerance = self
+            .rs
+            .int(RuleId::AmountAboveCharge, "tolerance_fen")
+            .max(0) as u64;
+        let mut ss: Vec<u32> = Vec::new();
+        let mut cs: Vec<u32> = Vec::new();
+        let mut used: Vec<bool> = Vec::new();
+        let mut paired: Vec<u32> = Vec::new();
+        for slot in 0..s_head.len() {
+            if c_head[slot] == NONE {
+                continue;
+            }
+            ss.clear();
+            cs.clear();
+            let mut v = s_head[slot];
+            while v != NONE {
+                ss.push(v);
+                v = s_next[v as usize];
+            }
+            let mut v = c_head[slot];
+            while v != NONE {
+                cs.push(v);
+                v = c_next[v as usize];
+            }
+            ss.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
+            cs.sort_by(|&a, &b| self.claim(a).claim_id.cmp(&self.claim(b).claim_id));
+
+            if ss.is_empty() {
+                for &c in &cs {
+                    self.phantom(c);
+                }
+                continue;
+            }
+
+            // Pair claim units with sessions: the same kind first.
+            used.clear();
+            used.resize(ss.len(), false);
+            let mut units: u64 = 0;
+            let mut amount: u64 = 0;
+            for &c in &cs {
+                let claim = self.claim(c);
+                units += u64::from(claim.quantity);
+                amount = amount.saturating_add(claim.amount_fen);
+                paired.clear();
+                for _ in 0..claim.quantity {
+                    let same = (0..ss.len()).find(|&k| {
+                        !used[k] && self.session(ss[k]).record.treatment.kind == claim.service_kind
+                    });
+                    let Some(k) = same.or_else(|| (0..ss.len()).find(|&k| !used[k])) else {
+                        break;
+                    };
+                    used[k] = true;
+                    paired.push(ss[k]);
+                }
+                for &s in &paired {
+                    self.claim_of_session[s as usize] = c;
+                    self.pairs.push((c, s));
+                }
+                self.compare_claim(c, &paired, tolerance);
+            }
+            if units > ss.len() as u64 {
+                self.inflated(&cs, &ss, units, amount);
+            }
+        }
+        self.pairs.sort_unstable();
+    }
+
+    fn phantom(&mut self, c: u32) {
+        let claim = self.claim(c);
+        let (zh_amt, en_amt) = money(claim.amount_fen);
+        self.push(
+            RuleId::PhantomSession,
+            Some(claim.service_date),
+            Subject::Claim(claim.claim_id.clone()),
+            &[&claim.claim_id],
+            Some(&claim.hospital_code),
+            Some(&claim.insured_id),
+            vec![claim.claim_id.clone()],
+            Vec::new(),
+            claim.amount_fen,
+            Text {
+                zh: format!(
+                    "申报 {} {} {}（{}），但当日在该院没有经指纹/监督核验的治疗记录",
+                    claim.service_date, claim.service_kind, claim.service_code, zh_amt
+                ),
+                en: format!(
+                    "claimed {} {} {} ({}), but no attested session at that hospital on that day",
+                    claim.service_date, claim.service_kind, claim.service_code, en_amt
+                ),
+            },
+        );
+    }
+
+    fn inflated(&mut self, cs: &[u32], ss: &[u32], units: u64, amount: u64) {
+        let first = self.claim(cs[0]);
+        let attested = ss.len() as u64;
+        let excess = units - attested;
+        let at_stake = amount / units * excess;
+        let subject = format!(
+            "{}|{}|{}|{}",
+            first.insured_id,
+            first.hospital_code,
+            first.service_date,
+            family(first.service_kind)
+        );
+        self.push(
+            RuleId::InflatedCount,
+            Some(first.service_date),
+            Subject::PatientDay(subject.clone()),
+            &[&subject],
+            Some(&first.hospital_code),
+            Some(&first.insured_id),
+            cs.iter().map(|&c| self.claim(c).claim_id.clone()).collect(),
+            ss.iter().map(|&s| self.session(s).record_id).collect(),
+            at_stake,
+            Text {
+                zh: format!(
+                    "{} 申报 {units} 次，核验记录仅 {attested} 次，多报 {excess} 次",
+                    first.service_date
+                ),
+                en: format!(
+                    "{}: {units} unit(s) claimed, {attested} attested session(s); {excess} too many",
+                    first.service_date
+                ),
+            },
+        );
+    }
+
+    fn compare_claim(&mut self, c: u32, paired: &[u32], tolerance: u64) {
+        if paired.is_empty() {
+            return;
+        }
+        let claim = self.claim(c);
+        let charges: u64 = paired
+            .iter()
+            .map(|&s| self.session(s).record.charge.total_fen)
+            .fold(0, u64::saturating_add);
+        let swapped: Vec<u32> = paired
+            .iter()
+            .copied()
+            .filter(|&s| self.session(s).record.treatment.kind != claim.service_kind)
+            .collect();
+        let records: Vec<RecordId> = paired.iter().map(|&s| self.session(s).record_id).collect();
+        if let Some(&s) = swapped.first() {
+            let attested = self.session(s).record.treatment.kind;
+            self.push(
+                RuleId::ServiceSwapped,
+                Some(claim.service_date),
+                Subject::Claim(claim.claim_id.clone()),
+                &[&claim.claim_id],
+                Some(&claim.hospital_code),
+                Some(&claim.insured_id),
+                vec![claim.claim_id.clone()],
+                records,
+                claim.amount_fen.saturating_sub(charges),
+                Text {
+                    zh: format!(
+                        "{} 申报 {}，核验记录为 {}（串换项目）",
+                        claim.service_date, claim.service_kind, attested
+                    ),
+                    en: format!(
+                        "{}: {} claimed where {} was attested (service swapped)",
+                        claim.service_date, claim.service_kind, attested
+                    ),
+                },
+            );
+            return;
+        }
+        if paired.len() as u32 == claim.quantity
+            && claim.amount_fen > charges.saturating_add(tolerance)
+        {
+            self.above_charge[c as usize] = true;
+            let diff = claim.amount_fen - charges;
+            let (zc, ec) = money(claim.amount_fen);
+            let (zb, eb) = money(charges);
+            self.push(
+                RuleId::AmountAboveCharge,
+                Some(claim.service_date),
+                Subject::Claim(claim.claim_id.clone()),
+                &[&claim.claim_id],
+                Some(&claim.hospital_code),
+                Some(&claim.insured_id),
+                vec![claim.claim_id.clone()],
+                records,
+                diff,
+                Text {
+                    zh: format!("申报金额 {zc} 高于床旁记录绑定的费用 {zb}"),
+                    en: format!("claimed {ec}, above the {eb} bound into the record"),
+                },
+            );
+        }
+    }
+
+    // ---------------------------------------------------------- per session
+
+    fn claimed_amount(&self, s: u32) -> u64 {
+        let c = self.claim_of_session[s as usize];
+        if c == NONE {
+            return 0;
+        }
+        let claim = self.claim(c);
+        claim.amount_fen / u64::from(claim.quantity.max(1))
+    }
+
+    fn per_session(&mut self) {
+        let missing_kinds: Vec<TreatmentKind> =
+            self.rs.kinds(RuleId::MissingCheckout, "kinds").to_vec();
+        let composites: Vec<Composite> = self
+            .rs
+            .composites
+            .iter()
+            .filter(|c| c.enabled)
+            .cloned()
+            .collect();
+        let threshold = |rule: RuleId, param: &str, unit_ms: i64| {
+            self.rs
+                .active(rule)
+                .map(|_| self.rs.int(rule, param).saturating_mul(unit_ms).max(1))
+        };
+        let skew_min_ms = threshold(RuleId::ClockSkew, "min_skew_minutes", 60_000);
+        let late_min_ms = threshold(RuleId::LateSync, "min_delay_hours", 3_600_000);
+        for v in 0..self.sv.len() as u32 {
+            let s = self.session(v);
+            let r = &s.record;
+            let view = &self.sv[v as usize];
+            let kind = r.treatment.kind;
+            let fallback = view.fallback;
+            let minutes = r.duration_min();
+            let min_minutes = self
+                .rs
+                .kind_int(RuleId::ShortDialysis, "min_minutes", kind)
+                .filter(|_| kind.is_centre_dialysis());
+            let short = matches!((minutes, min_minutes), (Some(m), Some(min)) if m < min);
+            let missing = r.closure == Closure::MissingCheckout;
+            let missing_hit = missing && missing_kinds.contains(&kind);
+            // Clock skew and late arrival, from the receipt time stored
+            // beside the record (the same rules also take ingest's events).
+            let skew_ms = r.signed_at_ms.saturating_sub(s.received_at_ms);
+            let skew = skew_min_ms.is_some_and(|t| skew_ms >= t);
+            let delay_ms = s.received_at_ms.saturating_sub(r.signed_at_ms);
+            let late = late_min_ms.is_some_and(|t| delay_ms >= t);
+            let claimed_kind = match self.claim_of_session[v as usize] {
+                NONE => None,
+                c => Some(self.claim(c).service_kind),
+            };
+            let above = match self.claim_of_session[v as usize] {
+                NONE => false,
+                c => self.above_charge[c as usize],
+            };
+            let holds = |cond: &Condition| match cond {
+                Condition::Fallback => fallback,
+                Condition::Short => short,
+                Condition::MissingCheckout => missing,
+                Condition::ClaimedKind(k) => claimed_kind == Some(*k),
+                Condition::AttestedKind(k) => kind == *k,
+                Condition::AmountAboveCharge => above,
+            };
+            let hits: Vec<&Composite> = composites
+                .iter()
+                .filter(|c| {
+                    c.all.iter().all(holds) && (c.any.is_empty() || c.any.iter().any(holds))
+                })
+                .collect();
+            if !(fallback || short || missing_hit || skew || late || !hits.is_empty()) {
+                continue;
+            }
+            let amount = self.claimed_amount(v);
+            let claim_ids: Vec<String> = match self.claim_of_session[v as usize] {
+                NONE => Vec::new(),
+                c => vec![self.claim(c).claim_id.clone()],
+            };
+            let rid = s.record_id.to_hex();
+            let hospital = r.hospital_code.as_str();
+            let patient = r.patient.insured_id.as_str();
+            let date = view.date;
+
+            if fallback {
+                let reason = match &r.check_in.identity {
+                    wuding_protocol::IdentityEvidence::Supervised { reason, .. } => reason.code(),
+                    _ => match r.check_out.as_ref().map(|o| &o.identity) {
+                        Some(wuding_protocol::IdentityEvidence::Supervised { reason, .. }) => {
+                            reason.code()
+                        }
+                        _ => "",
+                    },
+                };
+                self.push(
+                    RuleId::SupervisedFallback,
+                    Some(date),
+                    Subject::Record(rid.clone()),
+                    &[&rid],
+                    Some(hospital),
+                    Some(patient),
+                    claim_ids.clone(),
+                    vec![s.record_id],
+                    amount,
+                    Text {
+                        zh: format!("{date} 的治疗以人工监督核验代替指纹（{reason}）"),
+                        en: format!(
+                            "session on {date} attested by supervised fallback instead of fingerprint ({reason})"
+                        ),
+                    },
+                );
+            }
+            if short && let (Some(m), Some(min)) = (minutes, min_minutes) {
+                self.push(
+                    RuleId::ShortDialysis,
+                    Some(date),
+                    Subject::Record(rid.clone()),
+                    &[&rid],
+                    Some(hospital),
+                    Some(patient),
+                    claim_ids.clone(),
+                    vec![s.record_id],
+                    amount,
+                    Text {
+                        zh: format!("{date} {kind} 透析仅 {m} 分钟，低于 {min} 分钟"),
+                        en: format!("{kind} on {date} lasted {m} min, under the minimum of {min}"),
+                    },
+                );
+            }
+            if missing_hit {
+                self.push(
+                    RuleId::MissingCheckout,
+                    Some(date),
+                    Subject::Record(rid.clone()),
+                    &[&rid],
+                    Some(hospital),
+                    Some(patient),
+                    claim_ids.clone(),
+                    vec![s.record_id],
+                    amount,
+                    Text {
+                        zh: format!("{date} {kind} 只有签到，没有签退"),
+                        en: format!("{kind} on {date}: checked in, never checked out"),
+                    },
+                );
+            }
+            if skew {
+                let t = &r.terminal_id;
+                let min = skew_ms / 60_000;
+                self.push(
+                    RuleId::ClockSkew,
+                    Some(date),
+                    Subject::Record(rid.clone()),
+                    &[&rid],
+                    Some(hospital),
+                    Some(patient),
+                    claim_ids.clone(),
+                    vec![s.record_id],
+                    amount,
+                    Text {
+                        zh: format!("终端 {t} 记录时间超前服务器接收时间 {min} 分钟"),
+                        en: format!("terminal {t}: record dated {min} min ahead of its receipt"),
+                    },
+                );
+            }
+            if late {
+                let t = &r.terminal_id;
+                let hours = delay_ms / 3_600_000;
+                self.push(
+                    RuleId::LateSync,
+                    Some(date),
+                    Subject::Record(rid.clone()),
+                    &[&rid],
+                    Some(hospital),
+                    Some(patient),
+                    claim_ids.clone(),
+                    vec![s.record_id],
+                    amount,
+                    Text {
+                        zh: format!("终端 {t} 的记录签名后 {hours} 小时才上传"),
+                        en: format!("terminal {t}: record arrived {hours} h after signing"),
+                    },
+                );
+            }
+            for comp in hits {
+                {
+                    let conds: Vec<String> = comp
+                        .all
+                        .iter()
+                        .map(Condition::code)
+                        .chain(comp.any.iter().filter(|c| holds(c)).map(Condition::code))
+                        .collect();
+                    self.out.push(Finding {
+                        id: FindingId::of(&comp.id, &[&rid]),
+                        rule_id: comp.id.clone(),
+                        ruleset_version: self.rs.version.clone(),
+                        params: BTreeMap::from([("conditions".to_owned(), conds.join(" & "))]),
+                        severity: comp.severity,
+                        date: Some(date),
+                        subject: Subject::Record(rid.clone()),
+                        hospital_code: Some(hospital.to_owned()),
+                        insured_id: Some(patient.to_owned()),
+                        claim_ids: claim_ids.clone(),
+                        record_ids: vec![s.record_id],
+                        amount_fen: amount,
+                        explanation: Text {
+                            zh: format!("{date}：{}（{}）", comp.title.zh, conds.join(" 且 ")),
+                            en: format!("{date}: {} ({})", comp.title.en, conds.join(" and ")),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------- per patient
+
+    fn per_patient(&mut self) {
+        let n = self.patient_ids.len();
+        // CSR by patient.
+        let mut s_start = vec![0u32; n + 1];
+        for s in &self.sv {
+            s_start[s.patient as usize + 1] += 1;
+        }
+        for i in 0..n {
+            s_start[i + 1] += s_start[i];
+        }
+        let mut s_items = vec![0u32; self.sv.len()];
+        let mut fill = s_start.clone();
+        for (v, s) in self.sv.iter().enumerate() {
+            let p = s.patient as usize;
+            s_items[fill[p] as usize] = v as u32;
+            fill[p] += 1;
+        }
+        let mut c_start = vec![0u32; n + 1];
+        for c in &self.cv {
+            c_start[c.patient as usize + 1] += 1;
+        }
+        for i in 0..n {
+            c_start[i + 1] += c_start[i];
+        }
+        let mut c_items = vec![0u32; self.cv.len()];
+        let mut fill = c_start.clone();
+        for (v, c) in self.cv.iter().enumerate() {
+            let p = c.patient as usize;
+            c_items[fill[p] as usize] = v as u32;
+            fill[p] += 1;
+        }
+        let mut plans_of: Vec<Vec<&'a TreatmentPlan>> = vec![Vec::new(); n];
+        let index: FxMap<&str, u32> = self
+            .patient_ids
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        for plan in self.data.plans {
+            if let Some(&p) = index.get(plan.insured_id.as_str()) {
+                plans_of[p as usize].push(plan);
+            }
+        }
+
+        let day_on = self.rs.active(RuleId::FrequencyDay).is_some();
+        let week_on = self.rs.active(RuleId::FrequencyWeek).is_some();
+        let month_on = self.rs.active(RuleId::FrequencyMonth).is_some();
+        let overlap_on = self.rs.active(RuleId::OverlapPlaces).is_some();
+        let mut ss: Vec<u32> = Vec::new();
+        let mut cs: Vec<u32> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
+        for p in 0..n {
+            ss.clear();
+            ss.extend_from_slice(&s_items[s_start[p] as usize..s_start[p + 1] as usize]);
+            ss.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
+            if overlap_on {
+                self.overlaps(&ss);
+            }
+            if !(day_on || week_on || month_on) {
+                continue;
+            }
+            events.clear();
+            for &v in &ss {
+                let view = &self.sv[v as usize];
+                let kind = self.session(v).record.treatment.kind;
+                events.push(Event {
+                    day: view.day,
+                    date: view.date,
+                    kind,
+                    claim: false,
+                    units: 1,
+                    amount: 0,
+                    idx: v,
+                });
+            }
+            cs.clear();
+            cs.extend_from_slice(&c_items[c_start[p] as usize..c_start[p + 1] as usize]);
+            cs.sort_by(|&a, &b| self.claim(a).claim_id.cmp(&self.claim(b).claim_id));
+            for &c in &cs {
+                let claim = self.claim(c);
+                let view = &self.cv[c as usize];
+                events.push(Event {
+                    day: view.day,
+                    date: view.date,
+                    kind: claim.service_kind,
+                    claim: true,
+                    units: claim.quantity,
+                    amount: claim.amount_fen,
+                    idx: c,
+                });
+            }
+            // Stable: sessions stay in time order, claims in claim-id order.
+            events.sort_by_key(|e| (e.day, family(e.kind), e.claim));
+            let patient = self.patient_ids[p];
+            if day_on {
+                self.frequency_day(patient, &events);
+            }
+            if week_on {
+                self.frequency_week(patient, &events, &plans_of[p]);
+            }
+            if month_on {
+                self.frequency_month(patient, &events);
+            }
+        }
+    }
+
+    fn overlaps(&mut self, ss: &[u32]) {
+        let min_overlap = self.rs.int(RuleId::OverlapPlaces, "min_overlap_minutes") * 60_000;
+        let open = self.rs.int(RuleId::OverlapPlaces, "open_session_minutes") * 60_000;
+        for a in 0..ss.len() {
+            let (a_end, a_start, a_date) = {
+                let va = &self.sv[ss[a] as usize];
+                (va.end_ms, va.start_ms, va.date)
+            };
+            let end_a = a_end.unwrap_or(a_start + open);
+            for &sb in &ss[a + 1..] {
+                let (b_start, b_end) = {
+                    let vb = &self.sv[sb as usize];
+                    (vb.start_ms, vb.end_ms)
+                };
+                if b_start >= end_a {
+                    break;
+                }
+                let end_b = b_end.unwrap_or(b_start + open);
+                let overlap = end_a.min(end_b) - b_start;
+                let ra = &self.session(ss[a]).record;
+                let rb = &self.session(sb).record;
+                if ra.terminal_id == rb.terminal_id || overlap < min_overlap.max(1) {
+                    continue;
+                }
+                let (ia, ib) = (self.session(ss[a]).record_id, self.session(sb).record_id);
+                let (x, y) = if ia <= ib { (ia, ib) } else { (ib, ia) };
+                let subject = format!("{}|{}", x.to_hex(), y.to_hex());
+                let mut claims = Vec::new();
+                for s in [ss[a], sb] {
+                    let c = self.claim_of_session[s as usize];
+                    if c != NONE {
+                        claims.push(self.claim(c).claim_id.clone());
+                    }
+                }
+                let amount = self.claimed_amount(ss[a]).min(self.claimed_amount(sb));
+                let minutes = overlap / 60_000;
+                let date = a_date;
+                self.push(
+                    RuleId::OverlapPlaces,
+                    Some(date),
+                    Subject::Record(subject.clone()),
+                    &[&subject],
+                    Some(&rb.hospital_code),
+                    Some(&ra.patient.insured_id),
+                    claims,
+                    vec![x, y],
+                    amount,
+                    Text {
+                        zh: format!(
+                            "{date} 同一患者在 {} 与 {} 的治疗时间重叠 {minutes} 分钟",
+                            ra.hospital_code, rb.hospital_code
+                        ),
+                        en: format!(
+                            "{date}: the patient was attested at {} and {} at overlapping times ({minutes} min)",
+                            ra.hospital_code, rb.hospital_code
+                        ),
+                    },
+                );
+            }
+        }
+    }
+
+    fn evidence(&self, events: &[&Event]) -> (Vec<String>, Vec<RecordId>, Option<String>) {
+        let mut claims = Vec::new();
+        let mut records = Vec::new();
+        let mut hospital = None;
+        for e in events {
+            if e.claim {
+                let c = self.claim(e.idx);
+                claims.push(c.claim_id.clone());
+                hospital.get_or_insert_with(|| c.hospital_code.clone());
+            } else {
+                let s = self.session(e.idx);
+                records.push(s.record_id);
+                hospital.get_or_insert_with(|| s.record.hospital_code.clone());
+            }
+        }
+        claims.sort();
+        records.sort();
+        (claims, records, hospital)
+    }
+
+    /// Units attested and claimed in a group of events, and the claims'
+    /// average amount per unit.
+    fn count(events: &[&Event]) -> (u64, u64, u64) {
+        let attested = events.iter().filter(|e| !e.claim).count() as u64;
+        let claimed: u64 = events
+            .iter()
+            .filter(|e| e.claim)
+            .map(|e| u64::from(e.units))
+            .sum();
+        let amount: u64 = events.iter().filter(|e| e.claim).map(|e| e.amount).sum();
+        let unit = amount.checked_div(claimed).unwrap_or(0);
+        (attested, claimed, unit)
+    }
+
+    fn frequency_day(&mut self, patient: &str, events: &[Event]) {
+        let max = self
+            .rs
+            .int(RuleId::FrequencyDay, "max_centre_dialysis_per_day") as u64;
+        let mut i = 0;
+        while i < events.len() {
+            let day = events[i].day;
+            let group: Vec<&Event> = events[i..]
+                .iter()
+                .take_while(|e| e.day == day)
+                .filter(|e| e.kind.is_centre_dialysis())
+                .collect();
+            i += events[i..].iter().take_while(|e| e.day == day).count();
+            let (attested, claimed, unit) = Self::count(&group);
+            let n = attested.max(claimed);
+            if n <= max {
+                continue;
+            }
+            let date = group[0].date;
+            let (claims, records, hospital) = self.evidence(&group);
+            let subject = format!("{patient}|{date}");
+            self.push(
+                RuleId::FrequencyDay,
+                Some(date),
+                Subject::PatientDay(subject.clone()),
+                &[&subject],
+                hospital.as_deref(),
+                Some(patient),
+                claims,
+                records,
+                unit * (claimed.saturating_sub(max)),
+                Text {
+                    zh: format!(
+                        "{date} 血液净化 {n} 次（核验 {attested}，申报 {claimed}），超过每日 {max} 次"
+                    ),
+                    en: format!(
+                        "{date}: {n} centre dialysis sessions ({attested} attested, {claimed} claimed), above {max} a day"
+                    ),
+                },
+            );
+        }
+    }
+
+    fn frequency_week(&mut self, patient: &str, events: &[Event], plans: &[&TreatmentPlan]) {
+        let mut groups: BTreeMap<(i16, i8, u8), Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            let w = e.date.iso_week_date();
+            groups
+                .entry((w.year(), w.week(), family(e.kind)))
+                .or_default()
+                .push(e);
+        }
+        for ((year, week, fam), group) in groups {
+            let first = group[0];
+            let limit = plans
+                .iter()
+                .filter(|p| {
+                    p.covers(first.date) && p.kinds.iter().any(|k| same_family(*k, first.kind))
+                })
+                .filter_map(|p| p.max_sessions_per_week)
+                .map(u64::from)
+                .max()
+                .or_else(|| {
+                    self.rs
+                        .kind_int(RuleId::FrequencyWeek, "default_max_per_week", first.kind)
+                        .map(|v| v as u64)
+                });
+            let Some(limit) = limit else { continue };
+            let (attested, claimed, unit) = Self::count(&group);
+            let n = attested.max(claimed);
+            if n <= limit {
+                continue;
+            }
+            let (claims, records, hospital) = self.evidence(&group);
+            let subject = format!("{patient}|{year}-W{week:02}|{fam}");
+            let kind = first.kind;
+            self.push(
+                RuleId::FrequencyWeek,
+                Some(first.date),
+                Subject::PatientWeek(subject.clone()),
+                &[&subject],
+                hospital.as_deref(),
+                Some(patient),
+                claims,
+                records,
+                unit * n.saturating_sub(limit),
+                Text {
+                    zh: format!(
+                        "{year} 年第 {week} 周 {kind} 类治疗 {n} 次（核验 {attested}，申报 {claimed}），超过每周 {limit} 次"
+                    ),
+                    en: format!(
+                        "ISO week {year}-W{week:02}: {n} {kind}-family sessions ({attested} attested, {claimed} claimed), above {limit} a week"
+                    ),
+                },
+            );
+        }
+    }
+
+    fn frequency_month(&mut self, patient: &str, events: &[Event]) {
+        let mut groups: BTreeMap<(i16, i8, u8), Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            groups
+                .entry((e.date.year(), e.date.month(), family(e.kind)))
+                .or_default()
+                .push(e);
+        }
+        for ((year, month, fam), group) in groups {
+            let kind = group[0].kind;
+            let Some(max) = self
+                .rs
+                .kind_int(RuleId::FrequencyMonth, "max_per_month", kind)
+                .map(|v| v as u64)
+            else {
+                continue;
+            };
+            let (attested, claimed, unit) = Self::count(&group);
+            let n = attested.max(claimed);
+            if n <= max {
+                continue;
+            }
+            let (claims, records, hospital) = self.evidence(&group);
+            let subject = format!("{patient}|{year}-{month:02}|{fam}");
+            self.push(
+                RuleId::FrequencyMonth,
+                Some(group[0].date),
+                Subject::PatientMonth(subject.clone()),
+                &[&subject],
+                hospital.as_deref(),
+                Some(patient),
+                claims,
+                records,
+                unit * n.saturating_sub(max),
+                Text {
+                    zh: format!(
+                        "{year} 年 {month} 月 {kind} 类治疗 {n} 次（核验 {attested}，申报 {claimed}），超过每月 {max} 次"
+                    ),
+                    en: format!(
+                        "{year}-{month:02}: {n} {kind}-family sessions ({attested} attested, {claimed} claimed), above {max} a month"
+                    ),
+                },
+            );
+        }
+    }
+
+    // ------------------------------------------------------ fallback rates
+
+    fn fallback_rates(&mut self) {
+        let period = format!("{}..{}", self.data.period.from, self.data.period.to);
+        for (rule, by) in [
+            (RuleId::FallbackRateTerminal, 0u8),
+            (RuleId::FallbackRateNurse, 1),
+            (RuleId::FallbackRatePatient, 2),
+        ] {
+            if self.rs.active(rule).is_none() {
+                continue;
+            }
+            let max_rate = self.rs.float(rule, "max_rate");
+            let min_sessions = self.rs.int(rule, "min_sessions") as u64;
+            let key_of = |s: &'a crate::model::AttestedSession| -> &'a str {
+                match by {
+                    0 => &s.record.terminal_id,
+                    1 => &s.record.nurse_id,
+                    _ => &s.record.patient.insured_id,
+                }
+            };
+            let mut counts: FxMap<&'a str, (u64, u64, Vec<u32>)> = map_with(1024);
+            for (v, view) in self.sv.iter().enumerate() {
+                let s = &self.data.sessions[view.i];
+                let e = counts.entry(key_of(s)).or_insert((0, 0, Vec::new()));
+                e.0 += 1;
+                if view.fallback {
+                    e.1 += 1;
+                    e.2.push(v as u32);
+                }
+            }
+            let mut flagged: Vec<(&str, u64, u64, Vec<u32>)> = counts
+                .into_iter()
+                .filter(|(_, (n, fb, _))| {
+                    *n >= min_sessions && (*fb as f64) > max_rate * (*n as f64)
+                })
+                .map(|(k, (n, fb, list))| (k, n, fb, list))
+                .collect();
+            flagged.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, n, fb, mut list) in flagged {
+                list.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
+                let first = &self.session(list[0]).record;
+                let hospital = first.hospital_code.clone();
+                let patient = (by == 2).then(|| key.to_owned());
+                let mut records: Vec<RecordId> =
+                    list.iter().map(|&v| self.session(v).record_id).collect();
+                records.sort();
+                let mut claims: Vec<String> = list
+                    .iter()
+                    .filter_map(|&v| match self.claim_of_session[v as usize] {
+                        NONE => None,
+                        c => Some(self.claim(c).claim_id.clone()),
+                    })
+                    .collect();
+                claims.sort();
+                let amount: u64 = list.iter().map(|&v| self.claimed_amount(v)).sum();
+                let pct = fb as f64 * 100.0 / n as f64;
+                let limit = max_rate * 100.0;
+                let (who_zh, who_en, subject) = match by {
+                    0 => ("终端", "terminal", Subject::Terminal(key.to_owned())),
+                    1 => ("护士", "nurse", Subject::Nurse(key.to_owned())),
+                    _ => ("患者", "patient", Subject::Patient(key.to_owned())),
+                };
+                let shown = if by == 2 { "" } else { key };
+                self.push(
+                    rule,
+                    Some(self.data.period.from),
+                    subject,
+                    &[key, &period],
+                    Some(&hospital),
+                    patient.as_deref(),
+                    claims,
+                    records,
+                    amount,
+                    Text {
+                        zh: format!(
+                            "{who_zh} {shown} 的 {n} 次治疗中 {fb} 次人工监督核验（{pct:.1}%），高于 {limit:.1}%"
+                        ),
+                        en: format!(
+                            "{who_en} {shown}: {fb} of {n} sessions by supervised fallback ({pct:.1}%), above {limit:.1}%"
+                        ),
+                    },
+                );
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- 五定
+
+    fn plan_checks(&mut self) {
+        let any_on = [
+            RuleId::NoPlan,
+            RuleId::PlanHospital,
+            RuleId::PlanDepartment,
+            RuleId::PlanDoctor,
+            RuleId::PlanKind,
+            RuleId::PlanDrug,
+            RuleId::PlanDose,
+        ]
+        .iter()
+        .any(|r| self.rs.active(*r).is_some());
+        if !any_on {
+            return;
+        }
+        let mut plans_by: FxMap<&str, Vec<&'a TreatmentPlan>> = map_with(self.patient_ids.len());
+        for plan in self.data.plans {
+            plans_by
+                .entry(plan.insured_id.as_str())
+                .or_default()
+                .push(plan);
+        }
+        for list in plans_by.values_mut() {
+            list.sort_by(|a, b| (&a.plan_id, a.valid_from).cmp(&(&b.plan_id, b.valid_from)));
+        }
+        let empty: Vec<&TreatmentPlan> = Vec::new();
+        let mut p = 0usize;
+        for c in 0..self.cv.len() as u32 {
+            let claim = self.claim(c);
+            let plans = plans_by.get(claim.insured_id.as_str()).unwrap_or(&empty);
+            let facts = ServiceFacts {
+                hospital_code: &claim.hospital_code,
+                department_code: &claim.department_code,
+                doctor_id: &claim.doctor_id,
+                kind: claim.service_kind,
+                drug_code: claim.drug_code.as_deref(),
+                dose: claim.dose.as_ref(),
+                date: claim.service_date,
+            };
+            let claim_breaches = check_against_plans(self.rs, plans, &facts);
+            while p < self.pairs.len() && self.pairs[p].0 < c {
+                p += 1;
+            }
+            let mut sessions = Vec::new();
+            while p < self.pairs.len() && self.pairs[p].0 == c {
+                sessions.push(self.pairs[p].1);
+                p += 1;
+            }
+            sessions.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
+            let records: Vec<RecordId> = sessions
+                .iter()
+                .map(|&s| self.session(s).record_id)
+                .collect();
+            for b in &claim_breaches {
+                self.plan_finding(
+                    b,
+                    Subject::Claim(claim.claim_id.clone()),
+                    &claim.claim_id,
+                    &claim.hospital_code,
+                    &claim.insured_id,
+                    vec![claim.claim_id.clone()],
+                    records.clone(),
+                    claim.amount_fen,
+                    claim.service_date,
+                );
+            }
+            for &s in &sessions {
+                self.session_plan_check(s, plans, &claim_breaches);
+            }
+        }
+        for s in 0..self.sv.len() as u32 {
+            if self.claim_of_session[s as usize] == NONE {
+                let patient = self.session(s).record.patient.insured_id.as_str();
+                let plans = plans_by.get(patient).unwrap_or(&empty);
+                self.session_plan_check(s, plans, &[]);
+            }
+        }
+    }
+
+    fn session_plan_check(&mut self, s: u32, plans: &[&TreatmentPlan], already: &[PlanBreach]) {
+        let att = self.session(s);
+        let r = &att.record;
+        let facts = ServiceFacts {
+            hospital_code: &r.hospital_code,
+            department_code: &r.department_code,
+            doctor_id: &r.doctor_id,
+            kind: r.treatment.kind,
+            drug_code: r.treatment.drug_code.as_deref(),
+            dose: r.treatment.dose.as_ref(),
+            date: self.sv[s as usize].date,
+        };
+        let claim_ids: Vec<String> = match self.claim_of_session[s as usize] {
+            NONE => Vec::new(),
+            c => vec![self.claim(c).claim_id.clone()],
+        };
+        let amount = self.claimed_amount(s);
+        for b in check_against_plans(self.rs, plans, &facts) {
+            if already.iter().any(|a| a.rule == b.rule) {
+                continue;
+            }
+            let rid = att.record_id.to_hex();
+            self.plan_finding(
+                &b,
+                Subject::Record(rid.clone()),
+                &rid,
+                &r.hospital_code,
+                &r.patient.insured_id,
+                claim_ids.clone(),
+                vec![att.record_id],
+                amount,
+                facts.date,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_finding(
+        &mut self,
+        b: &PlanBreach,
+        subject: Subject,
+        key: &str,
+        hospital: &str,
+        patient: &str,
+        claims: Vec<String>,
+        records: Vec<RecordId>,
+        amount: u64,
+        date: Date,
+    ) {
+        self.push(
+            b.rule,
+            Some(date),
+            subject,
+            &[key],
+            Some(hospital),
+            Some(patient),
+            claims,
+            records,
+            amount,
+            Text {
+                zh: format!("{date} 违反五定：{}", b.reason.zh),
+                en: format!("{date}, outside the 五定 plan: {}", b.reason.en),
+            },
+        );
+    }
+
+    // ------------------------------------------------------------ integrity
+
+    fn integrity(&mut self) {
+        if self.data.integrity.is_empty() {
+            return;
+        }
+        let mut wanted: FxMap<RecordId, u32> = map_with(self.data.integrity.len() * 2);
+        for e in self.data.integrity {
+            for id in &e.record_ids {
+                wanted.insert(*id, NONE);
+            }
+        }
+        for v in 0..self.sv.len() {
+            let id = self.data.sessions[self.sv[v].i].record_id;
+            if let Some(slot) = wanted.get_mut(&id) {
+                *slot = v as u32;
+            }
+        }
+        // Processed in a fixed order, so that two events about one subject
+        // resolve the same way whatever order ingest reported them in.
+        let mut events: Vec<&IntegrityEvent> = self.data.integrity.iter().collect();
+        events.sort_by(|a, b| {
+            (
+                a.kind,
+                &a.terminal_id,
+                a.seq,
+                &a.record_ids,
+                a.missing,
+                a.measured_ms,
+                a.at_ms,
+            )
+                .cmp(&(
+                    b.kind,
+                    &b.terminal_id,
+                    b.seq,
+                    &b.record_ids,
+                    b.missing,
+                    b.measured_ms,
+                    b.at_ms,
+                ))
+        });
+        for e in events {
+            self.integrity_event(e, &wanted);
+        }
+    }
+
+    fn integrity_event(&mut self, e: &IntegrityEvent, accepted: &FxMap<RecordId, u32>) {
+        let (rule, threshold_ms) = match e.kind {
+            IntegrityKind::BadSignature => (RuleId::BadSignature, None),
+            IntegrityKind::UnknownKey | IntegrityKind::NotApproved => (RuleId::UnknownKey, None),
+            IntegrityKind::Revoked => (RuleId::RevokedKey, None),
+            IntegrityKind::AfterRevocation => (RuleId::AfterRevocation, None),
+            IntegrityKind::WrongTerminal
+            | IntegrityKind::WrongHospital
+            | IntegrityKind::Malformed => (RuleId::RefusedRecord, None),
+            IntegrityKind::Gap => (RuleId::ChainGap, None),
+            IntegrityKind::Fork => (RuleId::ChainFork, None),
+            IntegrityKind::BrokenLink => (RuleId::ChainBrokenLink, None),
+            IntegrityKind::ClockSkew => (
+                RuleId::ClockSkew,
+                Some(self.rs.int(RuleId::ClockSkew, "min_skew_minutes") * 60_000),
+            ),
+            IntegrityKind::Backdated => (
+                RuleId::Backdated,
+                Some(self.rs.int(RuleId::Backdated, "min_minutes") * 60_000),
+            ),
+            IntegrityKind::LateSync => (
+                RuleId::LateSync,
+                Some(self.rs.int(RuleId::LateSync, "min_delay_hours") * 3_600_000),
+            ),
+        };
+        if let Some(t) = threshold_ms
+            && e.measured_ms.unwrap_or(0) < t.max(1)
+        {
+            return;
+        }
+        if e.date.is_some_and(|d| !self.data.period.contains(d)) {
+            return;
+        }
+        let mut date = e.date;
+        let mut claims = Vec::new();
+        let mut amount = 0u64;
+        let mut patient = None;
+        let mut hospital = e.hospital_code.clone();
+        for id in &e.record_ids {
+            if let Some(&v) = accepted.get(id)
+                && v != NONE
+            {
+                let r = &self.session(v).record;
+                date.get_or_insert(self.sv[v as usize].date);
+                patient.get_or_insert_with(|| r.patient.insured_id.clone());
+                hospital.get_or_insert_with(|| r.hospital_code.clone());
+                let c = self.claim_of_session[v as usize];
+                if c != NONE {
+                    claims.push(self.claim(c).claim_id.clone());
+                    amount += self.claimed_amount(v);
+                }
+            }
+        }
+        let ids: Vec<String> = e.record_ids.iter().map(RecordId::to_hex).collect();
+        let seq = e.seq.map(|s| s.to_string()).unwrap_or_default();
+        let missing = e
+            .missing
+            .map(|(a, b)| format!("{a}-{b}"))
+            .unwrap_or_default();
+        // Identity = rule + subject: the record for a record's defect, the
+        // chain position for a gap or a fork.
+        let subject = match (e.kind, ids.first()) {
+            (IntegrityKind::Gap, _) => Subject::Chain(format!("{}#{missing}", e.terminal_id)),
+            (IntegrityKind::Fork, _) => Subject::Chain(format!("{}#{seq}", e.terminal_id)),
+            (_, Some(id)) => Subject::Record(id.clone()),
+            (_, None) => Subject::Chain(format!("{}#{seq}", e.terminal_id)),
+        };
+        let key = match &subject {
+            Subject::Record(id) | Subject::Chain(id) => id.clone(),
+            other => format!("{other:?}"),
+        };
+        let parts: Vec<&str> = vec![&key];
+        let t = &e.terminal_id;
+        let detail = match (e.kind, e.measured_ms, e.missing) {
+            (IntegrityKind::Gap, _, Some((a, b))) => (
+                format!("终端 {t} 的记录链缺少序号 {a}-{b}"),
+                format!("terminal {t}: chain is missing seq {a}-{b}"),
+            ),
+            (IntegrityKind::Fork, _, _) => (
+                format!("终端 {t} 序号 {seq} 出现两条不同记录（分叉）"),
+                format!("terminal {t}: two different records at seq {seq} (fork)"),
+            ),
+            (IntegrityKind::ClockSkew, Some(ms), _) => (
+                format!("终端 {t} 记录时间超前服务器 {} 分钟", ms / 60_000),
+                format!(
+                    "terminal {t}: record dated {} min ahead of the server",
+                    ms / 60_000
+                ),
+            ),
+            (IntegrityKind::Backdated, Some(ms), _) => (
+                format!("终端 {t} 记录时间早于前一条 {} 分钟", ms / 60_000),
+                format!(
+                    "terminal {t}: record dated {} min before its predecessor",
+                    ms / 60_000
+                ),
+            ),
+            (IntegrityKind::LateSync, Some(ms), _) => (
+                format!("终端 {t} 的记录签名后 {} 小时才上传", ms / 3_600_000),
+                format!(
+                    "terminal {t}: record arrived {} h after signing",
+                    ms / 3_600_000
+                ),
+            ),
+            _ => (
+                format!("终端 {t} 的记录：{}", self.rs.rule(rule).title.zh),
+                format!("terminal {t}: {}", self.rs.rule(rule).title.en),
+            ),
+        };
+        self.push(
+            rule,
+            date,
+            subject,
+            &parts,
+            hospital.as_deref(),
+            patient.as_deref(),
+            claims,
+            e.record_ids.clone(),
+            amount,
+            Text {
+                zh: detail.0,
+                en: detail.1,
+            },
+        );
+    }
+
+    // ---------------------------------------------------------------- peers
+
+    fn peers(&mut self) {
+        if self.rs.active(RuleId::PeerSessions).is_none() {
+            return;
+        }
+        let kinds = self.rs.kinds(RuleId::PeerSessions, "kinds").to_vec();
+        let max_ratio = self.rs.float(RuleId::PeerSessions, "max_ratio_to_median");
+        let min_patients = self.rs.int(RuleId::PeerSessions, "min_patients") as u64;
+        let min_peers = self.rs.int(RuleId::PeerSessions, "min_peers") as usize;
+        // (hospital, year, month) -> units, amount, patients
+        let mut groups: FxMap<(u32, i16, i8), (u64, u64, u64)> = map_with(1024);
+        let mut seen: FxSet<(u32, u32, i16, i8)> = FxSet::default();
+        let mut names: FxMap<u32, &'a str> = map_with(1024);
+        for view in &self.cv {
+            let claim = &self.data.claims[view.i];
+            if !kinds.contains(&claim.service_kind) {
+                continue;
+            }
+            let key = (view.hospital, view.date.year(), view.date.month());
+            names.entry(view.hospital).or_insert(&claim.hospital_code);
+            let g = groups.entry(key).or_insert((0, 0, 0));
+            g.0 += u64::from(claim.quantity);
+            g.1 = g.1.saturating_add(claim.amount_fen);
+            if seen.insert((view.hospital, view.patient, key.1, key.2)) {
+                g.2 += 1;
+            }
+        }
+        type Row<'r> = (&'r str, u64, u64, u64);
+        let mut by_month: BTreeMap<(i16, i8), Vec<Row<'_>>> = BTreeMap::new();
+        for ((h, y, m), (units, amount, patients)) in groups {
+            if patients >= min_patients {
+                by_month
+                    .entry((y, m))
+                    .or_default()
+                    .push((names[&h], units, amount, patients));
+            }
+        }
+        for ((year, month), mut rows) in by_month {
+            if rows.len() < min_peers {
+                continue;
+            }
+            rows.sort_by(|a, b| a.0.cmp(b.0));
+            let mut rates: Vec<f64> = rows.iter().map(|r| r.1 as f64 / r.3 as f64).collect();
+            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+            let sd =
+                (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64).sqrt();
+            rates.sort_by(f64::total_cmp);
+            let mid = rates.len() / 2;
+            let median = if rates.len().is_multiple_of(2) {
+                (rates[mid - 1] + rates[mid]) / 2.0
+            } else {
+                rates[mid]
+            };
+            if median <= 0.0 {
+                continue;
+            }
+            let period = format!("{year}-{month:02}");
+            for (hospital, units, amount, patients) in rows {
+                let rate = units as f64 / patients as f64;
+                let ratio = rate / median;
+                if ratio <= max_ratio {
+                    continue;
+                }
+                let z = if sd > 0.0 { (rate - mean) / sd } else { 0.0 };
+                let excess = ((rate - median) * patients as f64).round().max(0.0) as u64;
+                let unit = amount / units.max(1);
+                let peers = rates.len();
+                self.push(
+                    RuleId::PeerSessions,
+                    Date::new(year, month, 1).ok(),
+                    Subject::Hospital(hospital.to_owned()),
+                    &[hospital, &period],
+                    Some(hospital),
+                    None,
+                    Vec::new(),
+                    Vec::new(),
+                    excess * unit,
+                    Text {
+                        zh: format!(
+                            "{period} {hospital} 人均申报 {rate:.2} 次/月，同类 {peers} 家机构中位数 {median:.2}（{ratio:.2} 倍，z = {z:.1}）"
+                        ),
+                        en: format!(
+                            "{period}: {hospital} claimed {rate:.2} sessions per patient-month against a median of {median:.2} over {peers} peers ({ratio:.2}x, z = {z:.1})"
+                        ),
+                    },
+                );
+            }
+        }
+    }
+}
+
+struct Event {
+    day: i64,
+    date: Date,
+    kind: TreatmentKind,
+    claim: bool,
+    units: u32,
+    amount: u64,
+    idx: u32,
+}

@@ -1,0 +1,175 @@
+//! 五定 checks: one definition used by the bedside check before a session
+//! opens and by reconciliation after the fact.
+
+use wuding_protocol::{Date, Dose, TreatmentKind, TreatmentPlan, format_yuan};
+
+use crate::config::{RuleId, Ruleset};
+use crate::model::Text;
+
+/// The facts of one session or claim that a plan constrains.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceFacts<'a> {
+    pub hospital_code: &'a str,
+    pub department_code: &'a str,
+    pub doctor_id: &'a str,
+    pub kind: TreatmentKind,
+    pub drug_code: Option<&'a str>,
+    pub dose: Option<&'a Dose>,
+    pub date: Date,
+}
+
+/// One way a session or claim departs from the patient's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanBreach {
+    pub rule: RuleId,
+    pub reason: Text,
+}
+
+/// The plans among `plans` in force on `date`.
+pub fn plans_in_force<'p>(
+    plans: impl IntoIterator<Item = &'p TreatmentPlan>,
+    date: Date,
+) -> Vec<&'p TreatmentPlan> {
+    plans.into_iter().filter(|p| p.covers(date)).collect()
+}
+
+fn dose_text(d: &Dose) -> String {
+    d.to_string()
+}
+
+/// Every breach of `plan` by `facts`.
+pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBreach> {
+    let mut out = Vec::new();
+    if facts.hospital_code != plan.hospital_code {
+        out.push(PlanBreach {
+            rule: RuleId::PlanHospital,
+            reason: Text {
+                zh: format!(
+                    "定点医院为 {}，本次为 {}",
+                    plan.hospital_code, facts.hospital_code
+                ),
+                en: format!(
+                    "the plan fixes hospital {}; this is {}",
+                    plan.hospital_code, facts.hospital_code
+                ),
+            },
+        });
+    }
+    if facts.department_code != plan.department_code {
+        out.push(PlanBreach {
+            rule: RuleId::PlanDepartment,
+            reason: Text {
+                zh: format!(
+                    "定点科室为 {}，本次为 {}",
+                    plan.department_code, facts.department_code
+                ),
+                en: format!(
+                    "the plan fixes department {}; this is {}",
+                    plan.department_code, facts.department_code
+                ),
+            },
+        });
+    }
+    if !plan.doctor_ids.iter().any(|d| d == facts.doctor_id) {
+        out.push(PlanBreach {
+            rule: RuleId::PlanDoctor,
+            reason: Text {
+                zh: format!(
+                    "医生 {} 不在定点医生 {} 之列",
+                    facts.doctor_id,
+                    plan.doctor_ids.join("、")
+                ),
+                en: format!(
+                    "doctor {} is not among the plan's doctors ({})",
+                    facts.doctor_id,
+                    plan.doctor_ids.join(", ")
+                ),
+            },
+        });
+    }
+    if !plan.kinds.contains(&facts.kind) {
+        let kinds: Vec<&str> = plan.kinds.iter().map(|k| k.code()).collect();
+        out.push(PlanBreach {
+            rule: RuleId::PlanKind,
+            reason: Text {
+                zh: format!("治疗方式 {} 不在计划 ({}) 内", facts.kind, kinds.join("、")),
+                en: format!(
+                    "treatment {} is not covered by the plan ({})",
+                    facts.kind,
+                    kinds.join(", ")
+                ),
+            },
+        });
+    }
+    match (&plan.drug_code, facts.drug_code) {
+        (Some(fixed), Some(given)) if fixed != given => out.push(PlanBreach {
+            rule: RuleId::PlanDrug,
+            reason: Text {
+                zh: format!("定药品为 {fixed}，本次为 {given}"),
+                en: format!("the plan fixes drug {fixed}; this is {given}"),
+            },
+        }),
+        (None, Some(given)) => out.push(PlanBreach {
+            rule: RuleId::PlanDrug,
+            reason: Text {
+                zh: format!("计划未定药品，本次给药 {given}"),
+                en: format!("the plan fixes no drug; {given} was given"),
+            },
+        }),
+        _ => {}
+    }
+    if let (Some(max), Some(dose)) = (&plan.max_dose, facts.dose)
+        && (dose.unit != max.unit || dose.amount_milli > max.amount_milli)
+    {
+        out.push(PlanBreach {
+            rule: RuleId::PlanDose,
+            reason: Text {
+                zh: format!("剂量 {} 超出定剂量 {}", dose_text(dose), dose_text(max)),
+                en: format!(
+                    "dose {} exceeds the plan's {}",
+                    dose_text(dose),
+                    dose_text(max)
+                ),
+            },
+        });
+    }
+    out
+}
+
+/// Checks facts against the patient's plans in force on the date: the
+/// breaches of the best-fitting plan, or `no_plan` when no plan is in
+/// force for a kind that needs one. Disabled rules are left out.
+pub fn check_against_plans(
+    ruleset: &Ruleset,
+    plans: &[&TreatmentPlan],
+    facts: &ServiceFacts<'_>,
+) -> Vec<PlanBreach> {
+    let mut best: Option<Vec<PlanBreach>> = None;
+    for plan in plans.iter().filter(|p| p.covers(facts.date)) {
+        let b = breaches_of(plan, facts);
+        if best.as_ref().is_none_or(|cur| b.len() < cur.len()) {
+            best = Some(b);
+        }
+    }
+    let mut out = match best {
+        Some(b) => b,
+        None if ruleset.kinds(RuleId::NoPlan, "kinds").contains(&facts.kind) => {
+            vec![PlanBreach {
+                rule: RuleId::NoPlan,
+                reason: Text {
+                    zh: format!("{} 当日无有效的五定计划", facts.date),
+                    en: format!("no 五定 plan in force on {}", facts.date),
+                },
+            }]
+        }
+        None => Vec::new(),
+    };
+    out.retain(|b| ruleset.rule(b.rule).enabled);
+    out
+}
+
+/// Formats fen as `123.45 元` / `123.45 yuan`.
+pub(crate) fn money(fen: u64) -> (String, String) {
+    let y = format_yuan(fen);
+    (format!("{y} 元"), format!("{y} yuan"))
+}
