@@ -17,6 +17,8 @@
 //! ```text
 //! finger place NAME [QUALITY]    a finger on the sensor until lifted (quality 0-100, default 80)
 //! finger lift
+//! fingerprint power-cycle        the module loses power and comes back: volatile state
+//!                                is lost, the library kept, and it sends its 0x55 ready byte
 //! card present UID [NUMBER]      a MIFARE Classic 1K in the field (UID 8 or 14 hex digits),
 //!                                with an optional patient number in the patient block
 //! card remove
@@ -132,15 +134,25 @@ trait Firmware: Send + 'static {
     fn receive(&mut self, bytes: &[u8]) -> Vec<Step>;
 }
 
+impl Module {
+    fn power_cycle_steps(&mut self) -> Vec<Step> {
+        fingerprint_steps(self.power_cycle())
+    }
+}
+
+fn fingerprint_steps(outputs: Vec<crate::fingerprint::Output>) -> Vec<Step> {
+    outputs
+        .into_iter()
+        .map(|o| match o {
+            crate::fingerprint::Output::Work(d) => Step::Work(d),
+            crate::fingerprint::Output::Send(b) => Step::Send(b),
+        })
+        .collect()
+}
+
 impl Firmware for Module {
     fn receive(&mut self, bytes: &[u8]) -> Vec<Step> {
-        Module::receive(self, bytes)
-            .into_iter()
-            .map(|o| match o {
-                crate::fingerprint::Output::Work(d) => Step::Work(d),
-                crate::fingerprint::Output::Send(b) => Step::Send(b),
-            })
-            .collect()
+        fingerprint_steps(Module::receive(self, bytes))
     }
 }
 
@@ -458,6 +470,10 @@ impl ControlHandle {
                 });
                 Ok("ok".into())
             }
+            ["fingerprint", "power-cycle"] => {
+                self.fingerprint.act(Module::power_cycle_steps);
+                Ok("ok".into())
+            }
             ["finger", "lift"] => {
                 lock(&self.fingerprint.core).lift();
                 Ok("ok".into())
@@ -488,7 +504,7 @@ impl ControlHandle {
             [] => Err("empty command".into()),
             _ => Err(format!(
                 "unknown command {line:?}; commands: finger place NAME [QUALITY] | finger lift | \
-                 card present UID [NUMBER] | card remove | status"
+                 fingerprint power-cycle | card present UID [NUMBER] | card remove | status"
             )),
         }
     }

@@ -157,6 +157,12 @@ fn fingerprint_module_every_command() {
     .unwrap();
     assert_eq!(devices.status().led.as_deref(), Some("Breathing Blue"));
 
+    // A power cycle: the ready byte arrives, the library is kept, and the
+    // driver carries on.
+    assert_eq!(devices.control("fingerprint power-cycle"), Ok("ok".into()));
+    fp.wait_ready(Duration::from_secs(1)).unwrap();
+    assert_eq!(fp.used_pages().unwrap(), vec![6, 9]);
+
     // Empty, then soft reset with its 0x55.
     fp.empty().unwrap();
     assert_eq!(fp.template_num().unwrap(), 0);

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod devices;
 pub mod flow;
 pub mod identity;
 pub mod messages;

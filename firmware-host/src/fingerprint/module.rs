@@ -19,7 +19,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use wuding_hardware::fingerprint::codec::{
-    DEFAULT_ADDRESS, Decoder, Event, Frame, MAX_PAYLOAD, PacketKind, READY_BYTE, Role,
+    DEFAULT_ADDRESS, Decoder, Event, Frame, MAX_PAYLOAD, PacketKind, READY_BYTE, Role, data_packets,
 };
 use wuding_hardware::fingerprint::command::{
     CharBuffer, Command, CommandError, LedConfig, PacketSize, ReplyData, SystemParameters, code,
@@ -162,9 +162,20 @@ impl Module {
         }
     }
 
-    /// The 0x55 byte a module sends when it has powered up.
-    pub fn power_up() -> Vec<Output> {
-        vec![Output::Send(vec![READY_BYTE])]
+    /// A power cycle (brown-out, cable re-seated): volatile state is lost,
+    /// the library is kept, and the module sends its 0x55 ready byte.
+    pub fn power_cycle(&mut self) -> Vec<Output> {
+        self.decoder.clear();
+        self.image = None;
+        self.buffers = [None, None];
+        self.password_verified = false;
+        self.download = None;
+        self.last_matched = false;
+        self.led = None;
+        vec![
+            Output::Work(self.config.timings.reset),
+            Output::Send(vec![READY_BYTE]),
+        ]
     }
 
     /// A finger is placed on the sensor (and stays until lifted).
@@ -433,13 +444,7 @@ impl Module {
                 };
                 ok(self, out, ReplyData::None);
                 let size = self.config.packet_size.bytes().min(MAX_PAYLOAD);
-                let mut chunks = file.chunks(size).peekable();
-                while let Some(chunk) = chunks.next() {
-                    let kind = if chunks.peek().is_some() {
-                        PacketKind::Data
-                    } else {
-                        PacketKind::EndData
-                    };
+                for (kind, chunk) in data_packets(&file, size) {
                     let frame = Frame::new(self.config.address, kind, chunk);
                     out.push(Output::Send(frame.to_vec().expect("chunk fits")));
                 }
