@@ -34,6 +34,8 @@ struct SessView {
     i: usize,
     patient: u32,
     hospital: u32,
+    terminal: u32,
+    nurse: u32,
     day: i64,
     date: Date,
     start_ms: i64,
@@ -87,6 +89,8 @@ impl<'a> Engine<'a> {
         let mut patients: FxMap<&'a str, u32> = map_with(data.claims.len() / 8 + 16);
         let mut patient_ids: Vec<&'a str> = Vec::new();
         let mut hospitals: FxMap<&'a str, u32> = map_with(256);
+        let mut terminals: FxMap<&'a str, u32> = map_with(1024);
+        let mut nurses: FxMap<&'a str, u32> = map_with(1024);
         let intern = |map: &mut FxMap<&'a str, u32>, ids: Option<&mut Vec<&'a str>>, s: &'a str| {
             let n = map.len() as u32;
             let v = *map.entry(s).or_insert(n);
@@ -110,6 +114,8 @@ impl<'a> Engine<'a> {
                 i,
                 patient: intern(&mut patients, Some(&mut patient_ids), &r.patient.insured_id),
                 hospital: intern(&mut hospitals, None, &r.hospital_code),
+                terminal: intern(&mut terminals, None, &r.terminal_id),
+                nurse: intern(&mut nurses, None, &r.nurse_id),
                 day: days_from_date(date),
                 date,
                 start_ms: r.check_in.at_ms,
@@ -319,7 +325,7 @@ impl<'a> Engine<'a> {
         let first = self.claim(cs[0]);
         let attested = ss.len() as u64;
         let excess = units - attested;
-        let at_stake = amount / units * excess;
+        let at_stake = (amount / units).saturating_mul(excess);
         let subject = format!(
             "{}|{}|{}|{}",
             first.insured_id,
@@ -359,13 +365,19 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|&s| self.session(s).record.charge.total_fen)
             .fold(0, u64::saturating_add);
-        let swapped: Vec<u32> = paired
+        let swapped = paired
             .iter()
             .copied()
-            .filter(|&s| self.session(s).record.treatment.kind != claim.service_kind)
-            .collect();
-        let records: Vec<RecordId> = paired.iter().map(|&s| self.session(s).record_id).collect();
-        if let Some(&s) = swapped.first() {
+            .find(|&s| self.session(s).record.treatment.kind != claim.service_kind);
+        let data = self.data;
+        let sv = &self.sv;
+        let records = || -> Vec<RecordId> {
+            paired
+                .iter()
+                .map(|&s| data.sessions[sv[s as usize].i].record_id)
+                .collect()
+        };
+        if let Some(s) = swapped {
             let attested = self.session(s).record.treatment.kind;
             self.push(
                 RuleId::ServiceSwapped,
@@ -375,7 +387,7 @@ impl<'a> Engine<'a> {
                 Some(&claim.hospital_code),
                 Some(&claim.insured_id),
                 vec![claim.claim_id.clone()],
-                records,
+                records(),
                 claim.amount_fen.saturating_sub(charges),
                 Text {
                     zh: format!(
@@ -405,7 +417,7 @@ impl<'a> Engine<'a> {
                 Some(&claim.hospital_code),
                 Some(&claim.insured_id),
                 vec![claim.claim_id.clone()],
-                records,
+                records(),
                 diff,
                 Text {
                     zh: format!("申报金额 {zc} 高于床旁记录绑定的费用 {zb}"),
@@ -828,7 +840,11 @@ impl<'a> Engine<'a> {
             .filter(|e| e.claim)
             .map(|e| u64::from(e.units))
             .sum();
-        let amount: u64 = events.iter().filter(|e| e.claim).map(|e| e.amount).sum();
+        let amount: u64 = events
+            .iter()
+            .filter(|e| e.claim)
+            .map(|e| e.amount)
+            .fold(0, u64::saturating_add);
         let unit = amount.checked_div(claimed).unwrap_or(0);
         (attested, claimed, unit)
     }
@@ -863,7 +879,7 @@ impl<'a> Engine<'a> {
                 Some(patient),
                 claims,
                 records,
-                unit * (claimed.saturating_sub(max)),
+                unit.saturating_mul(claimed.saturating_sub(max)),
                 Text {
                     zh: format!(
                         "{date} 血液净化 {n} 次（核验 {attested}，申报 {claimed}），超过每日 {max} 次"
@@ -918,7 +934,7 @@ impl<'a> Engine<'a> {
                 Some(patient),
                 claims,
                 records,
-                unit * n.saturating_sub(limit),
+                unit.saturating_mul(n.saturating_sub(limit)),
                 Text {
                     zh: format!(
                         "{year} 年第 {week} 周 {kind} 类治疗 {n} 次（核验 {attested}，申报 {claimed}），超过每周 {limit} 次"
@@ -964,7 +980,7 @@ impl<'a> Engine<'a> {
                 Some(patient),
                 claims,
                 records,
-                unit * n.saturating_sub(max),
+                unit.saturating_mul(n.saturating_sub(max)),
                 Text {
                     zh: format!(
                         "{year} 年 {month} 月 {kind} 类治疗 {n} 次（核验 {attested}，申报 {claimed}），超过每月 {max} 次"
@@ -991,29 +1007,43 @@ impl<'a> Engine<'a> {
             }
             let max_rate = self.rs.float(rule, "max_rate");
             let min_sessions = self.rs.int(rule, "min_sessions") as u64;
-            let key_of = |s: &'a crate::model::AttestedSession| -> &'a str {
+            let key_of = |v: &SessView| -> u32 {
                 match by {
-                    0 => &s.record.terminal_id,
-                    1 => &s.record.nurse_id,
-                    _ => &s.record.patient.insured_id,
+                    0 => v.terminal,
+                    1 => v.nurse,
+                    _ => v.patient,
                 }
             };
-            let mut counts: FxMap<&'a str, (u64, u64, Vec<u32>)> = map_with(1024);
+            let mut counts: Vec<(u64, u64)> = Vec::new();
+            for view in &self.sv {
+                let k = key_of(view) as usize;
+                if k >= counts.len() {
+                    counts.resize(k + 1, (0, 0));
+                }
+                counts[k].0 += 1;
+                counts[k].1 += u64::from(view.fallback);
+            }
+            let over =
+                |(n, fb): (u64, u64)| n >= min_sessions && (fb as f64) > max_rate * (n as f64);
+            let mut lists: FxMap<u32, Vec<u32>> = map_with(64);
             for (v, view) in self.sv.iter().enumerate() {
-                let s = &self.data.sessions[view.i];
-                let e = counts.entry(key_of(s)).or_insert((0, 0, Vec::new()));
-                e.0 += 1;
-                if view.fallback {
-                    e.1 += 1;
-                    e.2.push(v as u32);
+                let k = key_of(view);
+                if view.fallback && over(counts[k as usize]) {
+                    lists.entry(k).or_default().push(v as u32);
                 }
             }
-            let mut flagged: Vec<(&str, u64, u64, Vec<u32>)> = counts
+            let mut flagged: Vec<(&'a str, u64, u64, Vec<u32>)> = lists
                 .into_iter()
-                .filter(|(_, (n, fb, _))| {
-                    *n >= min_sessions && (*fb as f64) > max_rate * (*n as f64)
+                .map(|(k, list)| {
+                    let r = &self.session(list[0]).record;
+                    let name: &'a str = match by {
+                        0 => &r.terminal_id,
+                        1 => &r.nurse_id,
+                        _ => &r.patient.insured_id,
+                    };
+                    let (n, fb) = counts[k as usize];
+                    (name, n, fb, list)
                 })
-                .map(|(k, (n, fb, list))| (k, n, fb, list))
                 .collect();
             flagged.sort_by(|a, b| a.0.cmp(b.0));
             for (key, n, fb, mut list) in flagged {
@@ -1032,7 +1062,10 @@ impl<'a> Engine<'a> {
                     })
                     .collect();
                 claims.sort();
-                let amount: u64 = list.iter().map(|&v| self.claimed_amount(v)).sum();
+                let amount: u64 = list
+                    .iter()
+                    .map(|&v| self.claimed_amount(v))
+                    .fold(0, u64::saturating_add);
                 let pct = fb as f64 * 100.0 / n as f64;
                 let limit = max_rate * 100.0;
                 let (who_zh, who_en, subject) = match by {
@@ -1089,7 +1122,18 @@ impl<'a> Engine<'a> {
                 .push(plan);
         }
         for list in plans_by.values_mut() {
-            list.sort_by(|a, b| (&a.plan_id, a.valid_from).cmp(&(&b.plan_id, b.valid_from)));
+            list.sort_by(|a, b| {
+                let key = |p: &'a TreatmentPlan| {
+                    (
+                        &p.plan_id,
+                        p.valid_from,
+                        p.valid_to,
+                        &p.hospital_code,
+                        &p.department_code,
+                    )
+                };
+                key(a).cmp(&key(b))
+            });
         }
         let empty: Vec<&TreatmentPlan> = Vec::new();
         let mut p = 0usize;
@@ -1232,26 +1276,7 @@ impl<'a> Engine<'a> {
         // Processed in a fixed order, so that two events about one subject
         // resolve the same way whatever order ingest reported them in.
         let mut events: Vec<&IntegrityEvent> = self.data.integrity.iter().collect();
-        events.sort_by(|a, b| {
-            (
-                a.kind,
-                &a.terminal_id,
-                a.seq,
-                &a.record_ids,
-                a.missing,
-                a.measured_ms,
-                a.at_ms,
-            )
-                .cmp(&(
-                    b.kind,
-                    &b.terminal_id,
-                    b.seq,
-                    &b.record_ids,
-                    b.missing,
-                    b.measured_ms,
-                    b.at_ms,
-                ))
-        });
+        events.sort();
         for e in events {
             self.integrity_event(e, &wanted);
         }
@@ -1306,7 +1331,7 @@ impl<'a> Engine<'a> {
                 let c = self.claim_of_session[v as usize];
                 if c != NONE {
                     claims.push(self.claim(c).claim_id.clone());
-                    amount += self.claimed_amount(v);
+                    amount = amount.saturating_add(self.claimed_amount(v));
                 }
             }
         }
@@ -1459,7 +1484,7 @@ impl<'a> Engine<'a> {
                     None,
                     Vec::new(),
                     Vec::new(),
-                    excess * unit,
+                    excess.saturating_mul(unit),
                     Text {
                         zh: format!(
                             "{period} {hospital} 人均申报 {rate:.2} 次/月，同类 {peers} 家机构中位数 {median:.2}（{ratio:.2} 倍，z = {z:.1}）"

@@ -115,7 +115,7 @@ impl IntegrityKind {
 }
 
 /// One integrity event from the server's ingest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IntegrityEvent {
     pub kind: IntegrityKind,
     /// The terminal the record names or the key is registered to (may be

@@ -29,6 +29,12 @@ pub fn sweep(
     param: &str,
     candidates: &[toml::Value],
 ) -> Result<Vec<WhatIfRow>, ConfigError> {
+    if !rule.params().iter().any(|s| s.name == param) {
+        return Err(ConfigError::UnknownParameter {
+            rule: rule.code().into(),
+            param: param.into(),
+        });
+    }
     let mut only = ruleset.clone();
     for r in RuleId::ALL {
         if *r != rule {
@@ -44,7 +50,10 @@ pub fn sweep(
         rows.push(WhatIfRow {
             value: value.to_string(),
             findings: findings.len(),
-            amount_fen: findings.iter().map(|f| f.amount_fen).sum(),
+            amount_fen: findings
+                .iter()
+                .map(|f| f.amount_fen)
+                .fold(0, u64::saturating_add),
             severity: trial.active(rule),
         });
     }
