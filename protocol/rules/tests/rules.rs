@@ -323,7 +323,7 @@ cases! {
         World::honest(),
     ).money(HD_FEN);
 
-    plan_department: Red => Case::new(
+    plan_department: Yellow => Case::new(
         last(|s| s.department = "ONC".into()),
         World::honest(),
     ).money(HD_FEN);
