@@ -168,7 +168,19 @@ fn truth_records(s: &Scenario, kind: &str) -> BTreeSet<String> {
 
 #[test]
 fn records_verify_except_the_injected_ones() {
-    let s = small();
+    records_verify(small());
+}
+
+#[test]
+fn other_seeds_and_sizes_keep_their_integrity() {
+    for (patients, seed) in [(250, 11), (250, 12), (600, 13), (90, 14)] {
+        let s = scenario::generate(&config(patients, seed));
+        records_verify(&s);
+        chains_clean(&s);
+    }
+}
+
+fn records_verify(s: &Scenario) {
     let keys = keys(s);
     let mut bad_signature = BTreeSet::new();
     let mut unknown = BTreeSet::new();
@@ -207,7 +219,10 @@ fn records_verify_except_the_injected_ones() {
 
 #[test]
 fn chains_are_clean_except_injected_gaps_and_forks() {
-    let s = small();
+    chains_clean(small());
+}
+
+fn chains_clean(s: &Scenario) {
     let mut by_terminal: BTreeMap<String, Vec<(Record, wuding_protocol::RecordId)>> =
         BTreeMap::new();
     let mut order = Vec::new();

@@ -143,10 +143,10 @@ fn sign_terminal(
             }
             Item::Session(si) => {
                 let s = &w.sessions[si as usize];
-                let record = session_record(w, s, seq, prev);
+                let mut record = Record::Session(session_record(w, s, seq, prev));
                 let mut env = term
                     .signer
-                    .sign(&Record::Session(record.clone()))
+                    .sign(&record)
                     .expect("generated sessions are valid");
                 let id = env.record_id();
                 let received = receive(s.signed_at - s.skew_ms, &mut rng);
@@ -156,13 +156,18 @@ fn sign_terminal(
                         continue;
                     }
                     Flag::Tampered => {
-                        let mut altered = record.clone();
-                        altered.check_in.at_ms -= rng.random_range(30..=60) * MINUTE_MS;
-                        env.payload = Record::Session(altered).encode().expect("still valid");
+                        if let Record::Session(r) = &mut record {
+                            r.check_in.at_ms -= rng.random_range(30..=60) * MINUTE_MS;
+                        }
+                        env.payload = record.encode().expect("still valid");
                     }
                     _ => {}
                 }
-                let file_id = env.record_id();
+                let file_id = if s.flag == Flag::Tampered {
+                    env.record_id()
+                } else {
+                    id
+                };
                 out.push((
                     SignedRecord {
                         envelope: env,

@@ -186,6 +186,12 @@ struct Injector<'w> {
     cursor: usize,
     touched: Vec<bool>,
     busy: HashSet<(u32, i64)>,
+    /// Day of each patient's last honest session.
+    last_seen: Vec<i64>,
+    /// Dialysis sessions per nurse (built on first use).
+    per_nurse: Vec<Vec<u32>>,
+    /// Revoked terminals, their replacements and the revocation time.
+    replaced: Vec<(u32, u32, i64)>,
     terminal_used: Vec<bool>,
     frauds: Vec<FraudDraft>,
 }
@@ -198,14 +204,19 @@ pub fn inject(w: &mut World, seed: u64, rate: f64) -> Vec<FraudDraft> {
         return Vec::new();
     }
     let mut busy = HashSet::with_capacity(n_sessions * 2);
+    let mut last_seen = vec![i64::MIN; w.patients.len()];
     for s in &w.sessions {
         busy.insert((s.patient, s.day()));
+        last_seen[s.patient as usize] = last_seen[s.patient as usize].max(s.day());
     }
     let mut inj = Injector {
         order: (0..n_sessions as u32).collect(),
         cursor: 0,
         touched: vec![false; w.patients.len()],
         busy,
+        last_seen,
+        per_nurse: Vec::new(),
+        replaced: Vec::new(),
         terminal_used: vec![false; w.terminals.len()],
         frauds: Vec::new(),
         rng,
@@ -227,6 +238,7 @@ pub fn inject(w: &mut World, seed: u64, rate: f64) -> Vec<FraudDraft> {
     for _ in 0..count(FraudKind::RevokedKey) {
         inj.revoked_key();
     }
+    inj.move_replaced();
     for _ in 0..count(FraudKind::FallbackAbuseNurse) {
         inj.fallback_abuse_nurse();
     }
@@ -353,7 +365,18 @@ impl Injector<'_> {
         (self.w.claims.len() - 1) as u32
     }
 
-    fn add_session(&mut self, s: Session, claimed: bool) -> u32 {
+    /// Adds an injected session; on a replaced terminal after its
+    /// revocation it runs on the replacement, like the honest ones.
+    fn add_session(&mut self, mut s: Session, claimed: bool) -> u32 {
+        for &(t, sibling, at) in &self.replaced {
+            if s.terminal == t && s.check_in >= at {
+                s.terminal = sibling;
+            }
+        }
+        self.add_session_as_is(s, claimed)
+    }
+
+    fn add_session_as_is(&mut self, s: Session, claimed: bool) -> u32 {
         self.busy.insert((s.patient, s.day()));
         let i = self.w.push_session(s, claimed);
         self.w.sessions[i as usize].taken = true;
@@ -417,14 +440,23 @@ impl Injector<'_> {
     }
 
     /// Another hospital with a dialysis centre, preferably in the same city.
+    /// (Never a peer outlier: its claims per patient must stay its own.)
     fn other_hospital(&mut self, h: u32) -> Option<u32> {
         let city = self.w.hospitals[h as usize].city_code.clone();
+        let outliers: Vec<u32> = self
+            .frauds
+            .iter()
+            .filter(|f| f.kind == FraudKind::PeerOutlier)
+            .map(|f| f.hospital)
+            .collect();
         let same: Vec<u32> = (0..self.w.hospitals.len() as u32)
-            .filter(|&o| o != h && self.w.hospitals[o as usize].city_code == city)
+            .filter(|&o| {
+                o != h && !outliers.contains(&o) && self.w.hospitals[o as usize].city_code == city
+            })
             .collect();
         let pool: Vec<u32> = if same.is_empty() {
             (0..self.w.hospitals.len() as u32)
-                .filter(|&o| o != h)
+                .filter(|&o| o != h && !outliers.contains(&o))
                 .collect()
         } else {
             same
@@ -458,7 +490,7 @@ impl Injector<'_> {
             }
         }
         let big: Vec<u32> = (0..w.hospitals.len() as u32)
-            .filter(|&h| dial_count[h as usize] >= 12)
+            .filter(|&h| dial_count[h as usize] >= 10)
             .collect();
         if big.len() < 6 {
             return;
@@ -487,11 +519,11 @@ impl Injector<'_> {
             let Some(t) = template[p as usize] else {
                 continue;
             };
-            if self.touched[p as usize] || !self.rng.random_bool(0.8) {
+            if self.touched[p as usize] || !self.rng.random_bool(0.85) {
                 continue;
             }
             self.touched[p as usize] = true;
-            for _ in 0..self.rng.random_range(3..=4) {
+            for _ in 0..self.rng.random_range(4..=5) {
                 if let Some(day) = self.free_day(p, first, last) {
                     let mut c = self.w.claims[t as usize].clone();
                     c.day = day;
@@ -538,20 +570,20 @@ impl Injector<'_> {
         let h = self.w.terminals[t as usize].hospital;
         let terms = self.w.hospitals[h as usize].terminals[Dept::Neph as usize].clone();
         let pos = terms.iter().position(|&x| x == t).unwrap();
-        let sibling = terms[(pos + 1) % terms.len()];
+        // The replacement: another terminal of the centre that is not itself
+        // revoked or replaced.
+        let Some(sibling) = (1..terms.len())
+            .map(|k| terms[(pos + k) % terms.len()])
+            .find(|&o| !self.terminal_used[o as usize])
+        else {
+            self.terminal_used[t as usize] = true;
+            return;
+        };
         let day = first + self.rng.random_range(8..=(last - first - 4));
         let revoked_at = calendar::local_ms(day, 6 * 60) + self.rng.random_range(0..50) * MINUTE_MS;
-        // The department replaced the terminal: later sessions run on its sibling.
-        for s in self.w.sessions.iter_mut() {
-            if s.terminal == t && s.check_in >= revoked_at {
-                s.terminal = sibling;
-            }
-        }
-        for e in self.w.enrolments.iter_mut() {
-            if e.terminal == t && e.signed_at >= revoked_at {
-                e.terminal = sibling;
-            }
-        }
+        // The department replaced the terminal: later sessions run on its
+        // sibling (moved in one pass once every revocation is chosen).
+        self.replaced.push((t, sibling, revoked_at));
         self.terminal_used[t as usize] = true;
         self.terminal_used[sibling as usize] = true;
         // The revoked key keeps signing fabricated sessions.
@@ -581,7 +613,7 @@ impl Injector<'_> {
                 calendar::local_ms(d, 19 * 60) + self.rng.random_range(0..40) * MINUTE_MS;
             let minutes = self.rng.random_range(235..=255);
             let s = self.new_dialysis(p, h, t, bed as u16, nurse, doctor, check_in, minutes);
-            let si = self.add_session(s, true);
+            let si = self.add_session_as_is(s, true);
             sessions.push(si);
             claims.push(self.w.claim_of[si as usize].unwrap());
         }
@@ -603,11 +635,37 @@ impl Injector<'_> {
         });
     }
 
+    /// Sessions and enrolments of replaced terminals after their
+    /// revocation move to the sibling terminal (fabricated ones stay).
+    fn move_replaced(&mut self) {
+        let mut by_terminal: Vec<Option<(u32, i64)>> = vec![None; self.w.terminals.len()];
+        for &(t, sibling, at) in &self.replaced {
+            by_terminal[t as usize] = Some((sibling, at));
+        }
+        for s in self.w.sessions.iter_mut() {
+            if let Some((sibling, at)) = by_terminal[s.terminal as usize]
+                && !s.taken
+                && s.check_in >= at
+            {
+                s.terminal = sibling;
+            }
+        }
+        for e in self.w.enrolments.iter_mut() {
+            if let Some((sibling, at)) = by_terminal[e.terminal as usize]
+                && e.signed_at >= at
+            {
+                e.terminal = sibling;
+            }
+        }
+    }
+
     fn fallback_abuse_nurse(&mut self) {
-        let mut per_nurse: Vec<Vec<u32>> = vec![Vec::new(); self.w.staff.len()];
-        for (i, s) in self.w.sessions.iter().enumerate() {
-            if s.dept == Dept::Neph && !s.taken && s.flag == Flag::None {
-                per_nurse[s.nurse as usize].push(i as u32);
+        if self.per_nurse.is_empty() {
+            self.per_nurse = vec![Vec::new(); self.w.staff.len()];
+            for (i, s) in self.w.sessions.iter().enumerate() {
+                if s.dept == Dept::Neph && s.flag == Flag::None {
+                    self.per_nurse[s.nurse as usize].push(i as u32);
+                }
             }
         }
         let used: Vec<u32> = self
@@ -619,15 +677,28 @@ impl Injector<'_> {
             })
             .collect();
         let pool: Vec<u32> = (0..self.w.staff.len() as u32)
-            .filter(|&n| per_nurse[n as usize].len() >= 45 && !used.contains(&n))
+            .filter(|&n| self.per_nurse[n as usize].len() >= 60 && !used.contains(&n))
             .collect();
         if pool.is_empty() {
             return;
         }
-        let nurse = pool[self.rng.random_range(0..pool.len())];
+        let mut chosen = None;
+        for _ in 0..10 {
+            let n = pool[self.rng.random_range(0..pool.len())];
+            let untaken: Vec<u32> = self.per_nurse[n as usize]
+                .iter()
+                .copied()
+                .filter(|&i| !self.w.sessions[i as usize].taken)
+                .collect();
+            if untaken.len() >= 45 {
+                chosen = Some((n, untaken));
+                break;
+            }
+        }
+        let Some((nurse, mine)) = chosen else { return };
         let h = self.w.staff[nurse as usize].hospital;
         let mut sessions = Vec::new();
-        for &si in &per_nurse[nurse as usize] {
+        for &si in &mine {
             if !self.rng.random_bool(0.8) {
                 continue;
             }
@@ -644,7 +715,7 @@ impl Injector<'_> {
             sessions.push(si);
         }
         let n = sessions.len();
-        let total = per_nurse[nurse as usize].len();
+        let total = mine.len();
         self.record(FraudDraft {
             kind: FraudKind::FallbackAbuseNurse,
             hospital: h,
@@ -712,28 +783,23 @@ impl Injector<'_> {
         };
         match kind {
             FraudKind::PhantomSession => {
-                let (from, note) = if self.rng.random_bool(0.3) {
-                    // Claims continuing after the patient's last visit.
-                    let last_seen = self
-                        .w
-                        .sessions
-                        .iter()
-                        .filter(|x| x.patient == p)
-                        .map(|x| x.day())
-                        .max()
-                        .unwrap_or(first);
-                    (
-                        last_seen + 1,
-                        "claimed after the patient's last attested session",
-                    )
+                // Some claims continue after the patient's last visit.
+                let last_seen = self.last_seen[p as usize];
+                let from = if self.rng.random_bool(0.3) {
+                    last_seen + 1
                 } else {
-                    (first, "claimed on a day without an attested session")
+                    first
                 };
                 let Some(day) = self
                     .free_day(p, from, last)
                     .or_else(|| self.free_day(p, first, last))
                 else {
                     return false;
+                };
+                let note = if day > last_seen {
+                    "claimed after the patient's last attested session"
+                } else {
+                    "claimed on a day without an attested session"
                 };
                 let mut c = self.w.claims[ci as usize].clone();
                 c.day = day;

@@ -523,7 +523,6 @@ pub fn generate(cfg: &ScenarioConfig) -> Scenario {
             note: f.note.clone(),
         })
         .collect();
-
     let mut records = Vec::with_capacity(signed.records.len());
     let mut receipts = Vec::with_capacity(signed.records.len());
     for r in signed.records {
@@ -589,9 +588,31 @@ impl Scenario {
         let file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
-        for env in &self.records {
-            serde_json::to_writer(&mut out, env)?;
-            out.write_all(b"\n")?;
+        // Serialise chunks on every core, write them in order.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for batch in self.records.chunks(20_000 * threads) {
+            let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .chunks(batch.len().div_ceil(threads))
+                    .map(|chunk| {
+                        scope.spawn(move || {
+                            let mut buf = Vec::with_capacity(chunk.len() * 1800);
+                            for env in chunk {
+                                serde_json::to_writer(&mut buf, env).expect("envelopes serialise");
+                                buf.push(b'\n');
+                            }
+                            buf
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("serialiser thread"))
+                    .collect()
+            });
+            for part in parts {
+                out.write_all(&part)?;
+            }
         }
         out.flush()
             .with_context(|| format!("writing {}", path.display()))?;
