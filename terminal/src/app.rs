@@ -48,6 +48,16 @@ pub enum Input {
         at_ms: i64,
         message: String,
     },
+    /// The terminal's standing with the server: `Some(text)` while it
+    /// cannot work normally (e.g. waiting for approval), `None` once approved.
+    Registration(Option<Text>),
+    /// The roster cache changed (prices are re-read).
+    RosterUpdated,
+    /// A device failed (`fault` says what to check) or works again (`None`).
+    DeviceStatus {
+        device: String,
+        fault: Option<Text>,
+    },
 }
 
 /// Work for the device thread.
@@ -105,8 +115,19 @@ pub struct UiState {
     pub outbox: OutboxStatus,
     pub last_sync_ok_ms: Option<i64>,
     pub last_sync_message: Option<String>,
+    /// Not yet approved by the server (or revoked): what the screen says.
+    pub registration: Option<Text>,
+    /// Devices that do not work, and what to check.
+    pub device_faults: Vec<DeviceFaultView>,
     /// Bumped on every change so the page knows when to redraw.
     pub version: u64,
+}
+
+/// A device fault on the nurse screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceFaultView {
+    pub device: String,
+    pub message: Text,
 }
 
 /// Opens sealed templates from the roster cache for the module.
@@ -165,6 +186,8 @@ impl<P: BedsidePolicy, V: TemplateVault> Core<P, V> {
             outbox: store.outbox_status()?,
             last_sync_ok_ms: None,
             last_sync_message: None,
+            registration: None,
+            device_faults: Vec::new(),
             version: 0,
         }));
         let mut core = Core {
@@ -267,6 +290,22 @@ impl<P: BedsidePolicy, V: TemplateVault> Core<P, V> {
                     ui.last_sync_ok_ms = Some(at_ms);
                 }
                 ui.last_sync_message = Some(message);
+                vec![]
+            }
+            Input::RosterUpdated => {
+                self.flow.set_prices(self.store.price_list()?);
+                vec![]
+            }
+            Input::Registration(text) => {
+                self.ui.lock().expect("ui lock").registration = text;
+                vec![]
+            }
+            Input::DeviceStatus { device, fault } => {
+                let mut ui = self.ui.lock().expect("ui lock");
+                ui.device_faults.retain(|f| f.device != device);
+                if let Some(message) = fault {
+                    ui.device_faults.push(DeviceFaultView { device, message });
+                }
                 vec![]
             }
         })

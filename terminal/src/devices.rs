@@ -139,6 +139,12 @@ impl<S: FingerprintSensor, I: Indicator> DeviceWorker<S, I> {
         }
     }
 
+    /// Replaces the key of template references (it comes with the roster
+    /// key, after the worker was built).
+    pub fn set_template_key(&mut self, key: TemplateKey) {
+        self.key = key;
+    }
+
     /// Templates enrolled since the last call, to seal, upload and record.
     pub fn take_enrolled(&mut self) -> Vec<NewTemplate> {
         std::mem::take(&mut self.enrolled)

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod messages;
 pub mod policy;
 pub mod runtime;
+pub mod service;
 pub mod store;
 pub mod sync;
 pub mod ui;

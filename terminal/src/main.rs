@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bedside service: devices, nurse screen, sync (the default).
+    Run,
     /// Check the configuration file and print what it says.
     CheckConfig,
     /// Print this terminal's public key and key id (creating the key on
@@ -68,9 +70,6 @@ fn main() -> anyhow::Result<()> {
             println!("chain head:                     {}", s.head_seq);
             Ok(())
         }
-        None => anyhow::bail!(
-            "running the bedside application needs the device drivers, which are being built (issue 3); \
-             available now: check-config, show-key, status"
-        ),
+        Some(Command::Run) | None => wuding_terminal::service::run(config),
     }
 }

@@ -385,6 +385,19 @@ CREATE TABLE IF NOT EXISTS prices (
     code           TEXT PRIMARY KEY,
     unit_price_fen INTEGER NOT NULL
 );
+-- Templates enrolled here and not yet accepted by the server.
+CREATE TABLE IF NOT EXISTS template_uploads (
+    insured_id TEXT NOT NULL,
+    finger     TEXT NOT NULL,
+    PRIMARY KEY (insured_id, finger)
+);
+-- Who is enrolled in which library slot of this terminal's fingerprint
+-- module (the module keeps the templates; this keeps their owners).
+CREATE TABLE IF NOT EXISTS module_slots (
+    slot       INTEGER PRIMARY KEY,
+    insured_id TEXT NOT NULL,
+    finger     TEXT NOT NULL
+);
 "#;
 
 impl Store {
@@ -516,6 +529,83 @@ impl Store {
                 sealed,
                 template_ref: wuding_protocol::TemplateRef(reference),
             });
+        }
+        Ok(out)
+    }
+
+    /// Records that the module's library slot `slot` holds `insured_id`'s
+    /// `finger` (replacing whatever the slot held before).
+    pub fn put_module_slot(
+        &mut self,
+        slot: u16,
+        insured_id: &str,
+        finger: wuding_protocol::Finger,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO module_slots (slot, insured_id, finger) VALUES (?1, ?2, ?3)
+             ON CONFLICT (slot) DO UPDATE SET insured_id = excluded.insured_id, finger = excluded.finger",
+            params![slot as i64, insured_id, finger.code()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a cached template as enrolled here and waiting for upload.
+    pub fn mark_template_upload(
+        &mut self,
+        insured_id: &str,
+        finger: wuding_protocol::Finger,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO template_uploads (insured_id, finger) VALUES (?1, ?2)",
+            params![insured_id, finger.code()],
+        )?;
+        Ok(())
+    }
+
+    /// Templates waiting for upload (the sealed bytes as cached).
+    pub fn templates_to_upload(&self) -> Result<Vec<CachedTemplate>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT insured_id, finger FROM template_uploads ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (insured_id, finger) = row?;
+            if let Some(t) = self
+                .templates_of(&insured_id)?
+                .into_iter()
+                .find(|t| t.finger.code() == finger)
+            {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The server accepted an uploaded template.
+    pub fn template_uploaded(
+        &mut self,
+        insured_id: &str,
+        finger: wuding_protocol::Finger,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM template_uploads WHERE insured_id = ?1 AND finger = ?2",
+            params![insured_id, finger.code()],
+        )?;
+        Ok(())
+    }
+
+    /// Who is enrolled in which slot of the module's library.
+    pub fn module_slots(&self) -> Result<std::collections::BTreeMap<u16, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT slot, insured_id FROM module_slots ORDER BY slot")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (slot, insured_id) = row?;
+            let slot = u16::try_from(slot).map_err(|_| StoreError::Corrupt("module slot"))?;
+            out.insert(slot, insured_id);
         }
         Ok(out)
     }

@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use thiserror::Error;
-use wuding_protocol::api::RosterDelta;
 use wuding_protocol::api::{
     HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RecordVerdict,
     RegistrationRequest, RegistrationResponse, RequestAuth, TerminalStatus, UploadRequest,
     UploadResponse,
+};
+use wuding_protocol::api::{
+    RosterDelta, RosterKeyRequest, RosterKeyResponse, RosterTemplate, SealKey, unwrap_roster_key,
+    x25519_public,
 };
 use wuding_protocol::{TerminalKey, TerminalSigner};
 
@@ -232,8 +235,53 @@ impl SyncClient {
         for price in delta.prices {
             store.put_price(&price.code, price.unit_price_fen)?;
         }
+        let count = count + delta.templates.len();
+        for t in delta.templates {
+            use base64::Engine;
+            // Kept as delivered: sealed under the hospital's roster key,
+            // opened only to download it into the module.
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(t.sealed.as_bytes())
+                .map_err(|_| SyncError::Protocol("a roster template is not base64".into()))?;
+            store.put_template(&crate::store::CachedTemplate {
+                insured_id: t.insured_id,
+                finger: t.finger,
+                sealed,
+                template_ref: t.template_ref,
+            })?;
+        }
         store.set_meta("roster_cursor", &delta.cursor.to_string())?;
         Ok(count)
+    }
+
+    /// Fetches the hospital's roster key (the server wraps it for a fresh
+    /// X25519 key pair made for this request; see `docs/api.md`).
+    pub async fn fetch_roster_key(&self, now_ms: i64) -> Result<SealKey, SyncError> {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        let body = serde_json::to_vec(&RosterKeyRequest {
+            x25519_public: hex::encode(x25519_public(&secret)),
+        })
+        .expect("serialises");
+        let bytes = self
+            .send("POST", "/api/v1/roster/key", body, now_ms)
+            .await?;
+        let answer: RosterKeyResponse =
+            serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()))?;
+        unwrap_roster_key(&secret, &answer)
+            .map_err(|e| SyncError::Protocol(format!("the roster key does not open: {e}")))
+    }
+
+    /// Uploads a template enrolled here, sealed under the roster key.
+    /// Idempotent: the same template again changes nothing on the server.
+    pub async fn upload_template(
+        &self,
+        template: &RosterTemplate,
+        now_ms: i64,
+    ) -> Result<(), SyncError> {
+        let body = serde_json::to_vec(template).expect("serialises");
+        self.send("POST", "/api/v1/templates", body, now_ms).await?;
+        Ok(())
     }
 
     /// One round: upload up to `batch` waiting records, retire those whose
