@@ -313,6 +313,32 @@ pub async fn start_server(
     base
 }
 
+/// Like [`start_server`], with server options (an administrator token, the
+/// template key that lets terminals fetch roster keys and upload templates).
+pub async fn start_server_with(
+    store: std::sync::Arc<dyn wuding_server::store::Store>,
+    log_seed: u8,
+    options: wuding_server::http::ServerOptions,
+) -> String {
+    let state = wuding_server::http::AppState {
+        store,
+        log: std::sync::Arc::new(wuding_server::ingest::Log::new(
+            wuding_protocol::TerminalSigner::from_seed(&[log_seed; 32]),
+        )),
+        policy: wuding_server::ingest::IngestPolicy::default(),
+        metrics: std::sync::Arc::new(wuding_server::http::Metrics::default()),
+        clock: std::sync::Arc::new(now_ms),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, wuding_server::http::router_with(state, options)).await;
+    });
+    base
+}
+
 /// Unix milliseconds now (the wall clock, for end-to-end tests).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
