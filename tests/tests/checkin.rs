@@ -137,7 +137,11 @@ fn enrol_check_in_and_out_through_the_running_service() {
     ));
 
     let mut args = DevicesArgs::new(&dir.path().join("devices"));
-    args.instant = true;
+    // WUDING_REALISTIC_TIMINGS=1: the emulator's module timings (250 ms
+    // image, 280 ms extraction, ...) instead of instant answers, to see
+    // what a patient would wait.
+    let realistic = std::env::var_os("WUDING_REALISTIC_TIMINGS").is_some();
+    args.instant = !realistic;
     args.capacity = 100;
     let devices = Devices::start(&args).unwrap();
     let data_dir = dir.path().join("terminal");
@@ -285,8 +289,10 @@ fn enrol_check_in_and_out_through_the_running_service() {
         (core_open, screen_open)
     });
     println!(
-        "card tap to session open: {:?} in the core, {:?} on the screen (which polls every 250 ms); instant module timings",
-        tap_to_open.0, tap_to_open.1
+        "card tap to session open: {:?} in the core, {:?} on the screen (which polls every 250 ms); {} module timings",
+        tap_to_open.0,
+        tap_to_open.1,
+        if realistic { "realistic" } else { "instant" }
     );
     service.shutdown();
 
