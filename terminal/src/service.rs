@@ -874,22 +874,13 @@ async fn sync_round(
                 );
                 state.roster_key_unavailable = true;
             }
-            Err(e) => return Err(e.into()),
+            // Not fatal: the outbox still goes up; the key is asked for
+            // again next round.
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching the roster key failed");
+                notes.push(format!("roster key: {e}"));
+            }
         }
-    }
-
-    // Templates enrolled here.
-    for t in store.templates_to_upload()? {
-        use base64::Engine;
-        let upload = RosterTemplate {
-            insured_id: t.insured_id.clone(),
-            finger: t.finger,
-            sealed: base64::engine::general_purpose::STANDARD.encode(&t.sealed),
-            template_ref: t.template_ref,
-        };
-        client.upload_template(&upload, now_ms()).await?;
-        store.template_uploaded(&t.insured_id, t.finger)?;
-        notes.push("template uploaded".to_string());
     }
 
     // The outbox, batch after batch.
@@ -903,6 +894,30 @@ async fn sync_round(
         retired += r.retired;
         if r.sent < config.server.batch_size || r.retired + r.rejected == 0 {
             break;
+        }
+    }
+    // Templates enrolled here, after the records: a template the server
+    // refuses stays queued (and logged) without holding up the outbox.
+    for t in store.templates_to_upload()? {
+        use base64::Engine;
+        let upload = RosterTemplate {
+            insured_id: t.insured_id.clone(),
+            finger: t.finger,
+            sealed: base64::engine::general_purpose::STANDARD.encode(&t.sealed),
+            template_ref: t.template_ref,
+        };
+        match client.upload_template(&upload, now_ms()).await {
+            Ok(()) => {
+                store.template_uploaded(&t.insured_id, t.finger)?;
+                notes.push("template uploaded".to_string());
+            }
+            Err(crate::sync::SyncError::Network(e)) => {
+                return Err(crate::sync::SyncError::Network(e).into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the server refused an enrolled template; kept for the next round");
+                notes.push(format!("template upload: {e}"));
+            }
         }
     }
     if reg.status == TerminalStatus::Approved {
