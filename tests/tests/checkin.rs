@@ -8,8 +8,9 @@
 //! roster key arrive; the nurse logs in with card + PIN, enrols the
 //! patient's finger (the template is sealed, cached, uploaded); the patient
 //! taps the card with the finger on the sensor and the session opens; the
-//! same again checks out; the signed records reach the server, and the
-//! terminal retires them only on the server's verified receipts.
+//! terminal restarts with the session open; the same card and finger
+//! check out; the signed records reach the server, and the terminal
+//! retires them only on the server's verified receipts.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -149,7 +150,7 @@ fn enrol_check_in_and_out_through_the_running_service() {
     let ui = service.ui_state();
     let screen = format!("http://{}/", service.ui_addr());
 
-    let tap_to_open = runtime.block_on(async {
+    let (tap_to_open, browser) = runtime.block_on(async {
         let browser = Browser::start().await.expect("headless Chromium");
         browser.client.goto(&screen).await.unwrap();
 
@@ -258,6 +259,27 @@ fn enrol_check_in_and_out_through_the_running_service() {
         browser.screenshot("checkin-session-open").await.unwrap();
         browser.click("ok", WAIT).await.unwrap();
         remove_card(&devices);
+        ((core_open, screen_open), browser)
+    });
+
+    // The terminal restarts mid-session (power cut, update): the open
+    // session, the roster key, the cached template and the module's slot
+    // map all come back from its data directory.
+    service.shutdown();
+    let service = Service::start(config(&data_dir, &server, &devices)).unwrap();
+    let ui = service.ui_state();
+    let screen = format!("http://{}/", service.ui_addr());
+    runtime.block_on(async {
+        browser.client.goto(&screen).await.unwrap();
+        browser.wait_text("bed-B01", "王*明", WAIT).await.unwrap();
+        devices
+            .control(&format!("card present {NURSE_CARD}"))
+            .unwrap();
+        for key in ["2", "4", "6", "8", "OK"] {
+            browser.click(&format!("pin-{key}"), WAIT).await.unwrap();
+        }
+        browser.wait_text("who", "护士", WAIT).await.unwrap();
+        remove_card(&devices);
 
         // Check-out: the same card and finger again.
         devices
@@ -286,7 +308,6 @@ fn enrol_check_in_and_out_through_the_running_service() {
             .await
             .unwrap();
         browser.close().await;
-        (core_open, screen_open)
     });
     println!(
         "card tap to session open: {:?} in the core, {:?} on the screen (which polls every 250 ms); {} module timings",
