@@ -593,7 +593,16 @@ fn open_card_reader(config: &CardReaderConfig) -> Result<PollFn, (String, String
             }))
         }
         #[cfg(feature = "rpi")]
-        CardReaderConfig::Mfrc522 { chip_select, .. } => {
+        CardReaderConfig::Mfrc522 {
+            spi_bus,
+            chip_select,
+        } => {
+            if *spi_bus != 0 || *chip_select > 1 {
+                return Err((
+                    format!("SPI{spi_bus} CE{chip_select}"),
+                    "the MFRC522 is supported on SPI0 with chip select 0 or 1 (devices.card_reader.spi_bus, chip_select)".to_string(),
+                ));
+            }
             let mut reader = wuding_hardware::rpi::open_mfrc522(*chip_select == 1, None)
                 .map_err(|e| ("SPI0".to_string(), e.to_string()))?;
             Ok(Box::new(move |timeout| {
