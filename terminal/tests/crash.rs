@@ -37,26 +37,38 @@ fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         runs += 1;
         let mut child = Command::new(drill)
             .arg(dir.path())
-            .arg("40")
+            .arg("12")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
-        });
-        // Kill somewhere between start-up and the end of the run.
-        std::thread::sleep(Duration::from_millis(rng.next() % 120));
+        // Kill at a random point of the run's progress (not of wall-clock
+        // time, so a loaded machine kills as often mid-work as an idle
+        // one): after start-up, after a random number of output lines, and
+        // a random few milliseconds into whatever comes next.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen: Vec<String> = Vec::new();
+        let target = (rng.next() % 28) as usize;
+        let mut after_ready = 0usize;
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            let ready = line == "READY";
+            seen.push(line);
+            if ready || after_ready > 0 {
+                after_ready += 1;
+                if after_ready > target {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.next() % 8));
         if child.try_wait().unwrap().is_none() {
             kills += 1;
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        for line in reader.join().unwrap() {
+        seen.extend(lines.map_while(Result::ok));
+        for line in seen {
             let parts: Vec<&str> = line.split(' ').collect();
             match parts[..] {
                 ["ACK", seq] => {
