@@ -294,23 +294,7 @@ pub async fn start_server(
     store: std::sync::Arc<dyn wuding_server::store::Store>,
     log_seed: u8,
 ) -> String {
-    let state = wuding_server::http::AppState {
-        store,
-        log: std::sync::Arc::new(wuding_server::ingest::Log::new(
-            wuding_protocol::TerminalSigner::from_seed(&[log_seed; 32]),
-        )),
-        policy: wuding_server::ingest::IngestPolicy::default(),
-        metrics: std::sync::Arc::new(wuding_server::http::Metrics::default()),
-        clock: std::sync::Arc::new(now_ms),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, wuding_server::http::router(state)).await;
-    });
-    base
+    start_server_with(store, log_seed, wuding_server::http::ServerOptions::default()).await
 }
 
 /// Like [`start_server`], with server options (an administrator token, the
