@@ -213,6 +213,9 @@ fn db_pool() -> &'static DbPool {
 pub struct ServerOptions {
     pub admin_token: Option<AdminToken>,
     pub vault: Option<Arc<TemplateVault>>,
+    /// The rules `POST /api/v1/admin/reconcile` runs (default: the shipped
+    /// rules).
+    pub rules: Option<Arc<wuding_rules::Ruleset>>,
 }
 
 /// The administrator's bearer token, kept only as its SHA-256. `Debug`
@@ -264,6 +267,8 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/admin/roster/{kind}",
     "/api/v1/admin/templates",
     "/api/v1/admin/claims",
+    "/api/v1/admin/reconcile",
+    "/api/v1/admin/findings",
 ];
 
 /// The API router (no admin API, no templates).
@@ -298,6 +303,8 @@ pub fn router_with(state: AppState, options: ServerOptions) -> Router {
         .route("/api/v1/admin/roster/{kind}", post(admin_roster))
         .route("/api/v1/admin/templates", put(admin_template))
         .route("/api/v1/admin/claims", post(admin_claims))
+        .route("/api/v1/admin/reconcile", post(admin_reconcile))
+        .route("/api/v1/admin/findings", get(admin_findings))
         .layer(Extension(options))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -871,6 +878,78 @@ async fn admin_roster(
         };
         let r = crate::roster::import(&*s.store, kind, &body[..]).map_err(import_error)?;
         Ok(Json(report_json(&r)))
+    })
+    .await
+}
+
+/// Body of `POST /api/v1/admin/reconcile`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileBody {
+    from: String,
+    to: String,
+}
+
+impl From<crate::reconcile::ReconcileError> for AppError {
+    fn from(e: crate::reconcile::ReconcileError) -> AppError {
+        match e {
+            crate::reconcile::ReconcileError::Store(e) => e.into(),
+            crate::reconcile::ReconcileError::Invalid(m) => unprocessable("bad_request", m),
+        }
+    }
+}
+
+/// `POST /api/v1/admin/reconcile {"from","to"}`: reconciles the period and
+/// answers the summary (counts per severity and rule, money at stake).
+async fn admin_reconcile(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    let req: ReconcileBody =
+        serde_json::from_slice(&body).map_err(|e| unprocessable("bad_body", e.to_string()))?;
+    blocking(move || {
+        let period = crate::reconcile::period(&req.from, &req.to)?;
+        let rules = options
+            .rules
+            .clone()
+            .unwrap_or_else(|| Arc::new(wuding_rules::Ruleset::default_rules()));
+        let (summary, _) =
+            crate::reconcile::run(&*s.store, &rules, period, (s.clock)(), false)?;
+        tracing::info!(from = %req.from, to = %req.to, findings = summary.total.findings, "reconciled");
+        Ok(Json(serde_json::to_value(&summary).unwrap_or_default()))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    severity: Option<String>,
+    rule: Option<String>,
+}
+
+/// `GET /api/v1/admin/findings?from&to&severity&rule`: stored findings.
+async fn admin_findings(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    Query(q): Query<FindingsQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&options, &headers)?;
+    blocking(move || {
+        let filter = crate::reconcile::filter(
+            q.from.as_deref(),
+            q.to.as_deref(),
+            q.severity.as_deref(),
+            q.rule.as_deref(),
+        )?;
+        let rows = s.store.findings(&filter)?;
+        Ok(Json(serde_json::json!({ "findings": rows })))
     })
     .await
 }

@@ -162,12 +162,34 @@ pub fn ingest(
     envelopes: &[Envelope],
     now_ms: i64,
 ) -> Result<Vec<Outcome>, StoreError> {
+    ingest_at(
+        store,
+        log,
+        policy,
+        envelopes,
+        &vec![now_ms; envelopes.len()],
+    )
+}
+
+/// [`ingest`] with one arrival time per envelope (`received_ms[i]` for
+/// `envelopes[i]`): replaying a terminal's upload history, as
+/// `import-records --receipts` does. Time flags are measured from each
+/// record's own arrival.
+pub fn ingest_at(
+    store: &dyn Store,
+    log: &Log,
+    policy: &IngestPolicy,
+    envelopes: &[Envelope],
+    received_ms: &[i64],
+) -> Result<Vec<Outcome>, StoreError> {
+    assert_eq!(envelopes.len(), received_ms.len(), "one time per envelope");
     let mut outcomes: Vec<Option<Outcome>> = vec![None; envelopes.len()];
     let mut terminals: HashMap<String, Option<(TerminalRow, TerminalKey)>> = HashMap::new();
     let mut to_verify: Vec<(usize, TerminalRow, TerminalKey)> = Vec::new();
     let mut alarms: Vec<Alarm> = Vec::new();
 
     for (i, e) in envelopes.iter().enumerate() {
+        let now_ms = received_ms[i];
         let key_id = e.key_id.to_hex();
         if !terminals.contains_key(&key_id) {
             let found = store
@@ -182,16 +204,23 @@ pub fn ingest(
         };
         match &terminals[&key_id] {
             None => {
-                outcomes[i] = Some(reject(
-                    "unknown_key",
-                    format!("key {key_id} is not registered"),
-                ))
+                let detail = format!("key {key_id} is not registered");
+                let claimed = Record::decode(&e.payload)
+                    .map(|r| r.terminal_id().to_owned())
+                    .unwrap_or_else(|_| format!("key:{key_id}"));
+                alarms.push(refusal(&claimed, "unknown_key", e, detail.clone(), now_ms));
+                outcomes[i] = Some(reject("unknown_key", detail))
             }
             Some((t, _)) if t.status == "pending" => {
-                outcomes[i] = Some(reject(
+                let detail = format!("terminal {} is awaiting approval", t.terminal_id);
+                alarms.push(refusal(
+                    &t.terminal_id,
                     "not_approved",
-                    format!("terminal {} is awaiting approval", t.terminal_id),
-                ))
+                    e,
+                    detail.clone(),
+                    now_ms,
+                ));
+                outcomes[i] = Some(reject("not_approved", detail))
             }
             Some((t, k)) => to_verify.push((i, t.clone(), k.clone())),
         }
@@ -205,6 +234,7 @@ pub fn ingest(
     let mut candidates = Vec::new();
     for ((i, terminal, _), verdict) in to_verify.into_iter().zip(verdicts) {
         let e = &envelopes[i];
+        let now_ms = received_ms[i];
         let reject = |reason, detail: String| Outcome::Rejected {
             record_id: e.record_id(),
             reason,
@@ -213,11 +243,10 @@ pub fn ingest(
         let verified = match verdict {
             Ok(v) => v,
             Err(err @ EnvelopeError::BadSignature(_)) => {
-                alarms.push(alarm(
+                alarms.push(refusal(
                     &terminal.terminal_id,
                     "bad_signature",
-                    None,
-                    Some(e.record_id()),
+                    e,
                     err.to_string(),
                     now_ms,
                 ));
@@ -225,27 +254,38 @@ pub fn ingest(
                 continue;
             }
             Err(err) => {
+                alarms.push(refusal(
+                    &terminal.terminal_id,
+                    "malformed",
+                    e,
+                    err.to_string(),
+                    now_ms,
+                ));
                 outcomes[i] = Some(reject("malformed", err.to_string()));
                 continue;
             }
         };
         if verified.check_terminal(&terminal.terminal_id).is_err() {
-            outcomes[i] = Some(reject(
+            let detail = format!(
+                "record names terminal {}, key belongs to {}",
+                verified.record.terminal_id(),
+                terminal.terminal_id
+            );
+            alarms.push(refusal(
+                &terminal.terminal_id,
                 "wrong_terminal",
-                format!(
-                    "record names terminal {}, key belongs to {}",
-                    verified.record.terminal_id(),
-                    terminal.terminal_id
-                ),
+                e,
+                detail.clone(),
+                now_ms,
             ));
+            outcomes[i] = Some(reject("wrong_terminal", detail));
             continue;
         }
         if verified.record.hospital_code() != terminal.hospital_code {
-            alarms.push(alarm(
+            alarms.push(refusal(
                 &terminal.terminal_id,
                 "wrong_hospital",
-                Some(verified.record.seq()),
-                Some(verified.id),
+                e,
                 format!("record for hospital {}", verified.record.hospital_code()),
                 now_ms,
             ));
@@ -262,10 +302,15 @@ pub fn ingest(
         }
         if let Some(revoked_at) = terminal.revoked_at_ms {
             if verified.record.signed_at_ms() >= revoked_at {
-                outcomes[i] = Some(reject(
+                let detail = format!("signed after the key was revoked at {revoked_at}");
+                alarms.push(refusal(
+                    &terminal.terminal_id,
                     "revoked",
-                    format!("signed after the key was revoked at {revoked_at}"),
+                    e,
+                    detail.clone(),
+                    now_ms,
                 ));
+                outcomes[i] = Some(reject("revoked", detail));
                 continue;
             }
             // A revocation imported from a file has a time but no chain
@@ -273,14 +318,18 @@ pub fn ingest(
             if let Some(at_seq) = terminal.revoked_at_seq
                 && verified.record.seq() > at_seq
             {
-                alarms.push(alarm(
-                    &terminal.terminal_id,
-                    "after_revocation",
-                    Some(verified.record.seq()),
-                    Some(verified.id),
-                    "signed before revocation but first seen after it".into(),
-                    now_ms,
-                ));
+                alarms.push(Alarm {
+                    hospital_code: Some(terminal.hospital_code.clone()),
+                    service_date: Some(record_date(&verified.record)),
+                    ..alarm(
+                        &terminal.terminal_id,
+                        "after_revocation",
+                        Some(verified.record.seq()),
+                        Some(verified.id),
+                        "signed before revocation but first seen after it".into(),
+                        now_ms,
+                    )
+                });
             }
         }
         let row = row_for(e, &verified, &terminal.terminal_id, now_ms);
@@ -316,9 +365,16 @@ pub fn ingest(
         for (terminal_id, list) in &by_terminal {
             let (mut head_seq, mut head_id) = heads[terminal_id];
             let mut prev_at: Option<i64> = None;
-            tx.touch_terminal(terminal_id, now_ms)?;
+            let last_ms = list.iter().map(|c| received_ms[c.index]).max().unwrap_or(0);
+            tx.touch_terminal(terminal_id, last_ms)?;
             for c in list {
                 let id = c.verified.id;
+                let now_ms = received_ms[c.index];
+                let about = |a: Alarm| Alarm {
+                    hospital_code: Some(c.row.hospital_code.clone()),
+                    service_date: Some(c.row.service_date.clone()),
+                    ..a
+                };
                 let seq = c.verified.record.seq();
                 if seq <= head_seq {
                     // Either this very record again (idempotent) or a fork.
@@ -336,18 +392,21 @@ pub fn ingest(
                         continue;
                     }
                     let stored = stored.map(|(sid, _)| sid).unwrap_or(RecordId::GENESIS);
-                    tx_alarms.push(alarm(
-                        terminal_id,
-                        "fork",
-                        Some(seq),
-                        Some(id),
-                        format!(
-                            "two records at sequence {seq}: {} stored, {} offered",
-                            stored.short(),
-                            id.short()
-                        ),
-                        now_ms,
-                    ));
+                    tx_alarms.push(Alarm {
+                        other_record_id: (stored != RecordId::GENESIS).then_some(stored),
+                        ..about(alarm(
+                            terminal_id,
+                            "fork",
+                            Some(seq),
+                            Some(id),
+                            format!(
+                                "two records at sequence {seq}: {} stored, {} offered",
+                                stored.short(),
+                                id.short()
+                            ),
+                            now_ms,
+                        ))
+                    });
                     decided.push((
                         c.index,
                         Outcome::Rejected {
@@ -360,14 +419,17 @@ pub fn ingest(
                 }
                 if seq > head_seq + 1 {
                     tx.hold(&c.row)?;
-                    tx_alarms.push(alarm(
-                        terminal_id,
-                        "gap",
-                        Some(seq),
-                        Some(id),
-                        format!("records {} to {} have not arrived", head_seq + 1, seq - 1),
-                        now_ms,
-                    ));
+                    tx_alarms.push(Alarm {
+                        missing: Some((head_seq + 1, seq - 1)),
+                        ..about(alarm(
+                            terminal_id,
+                            "gap",
+                            Some(seq),
+                            Some(id),
+                            format!("records {} to {} have not arrived", head_seq + 1, seq - 1),
+                            now_ms,
+                        ))
+                    });
                     decided.push((
                         c.index,
                         Outcome::Held {
@@ -378,7 +440,7 @@ pub fn ingest(
                     continue;
                 }
                 if c.verified.record.prev() != head_id {
-                    tx_alarms.push(alarm(
+                    tx_alarms.push(about(alarm(
                         terminal_id,
                         "broken_link",
                         Some(seq),
@@ -389,7 +451,7 @@ pub fn ingest(
                             head_id.short()
                         ),
                         now_ms,
-                    ));
+                    )));
                     decided.push((
                         c.index,
                         Outcome::Rejected {
@@ -400,15 +462,7 @@ pub fn ingest(
                     ));
                     continue;
                 }
-                let index = accept(
-                    tx,
-                    &c.row,
-                    head_seq,
-                    &mut prev_at,
-                    policy,
-                    now_ms,
-                    &mut tx_alarms,
-                )?;
+                let index = accept(tx, &c.row, head_seq, &mut prev_at, policy, &mut tx_alarms)?;
                 head_seq = seq;
                 head_id = id;
                 decided.push((
@@ -432,15 +486,7 @@ pub fn ingest(
                 if payload_prev != Some(head_id) {
                     break;
                 }
-                accept(
-                    tx,
-                    &held,
-                    head_seq,
-                    &mut prev_at,
-                    policy,
-                    now_ms,
-                    &mut tx_alarms,
-                )?;
+                accept(tx, &held, head_seq, &mut prev_at, policy, &mut tx_alarms)?;
                 tx.unhold(&held.record_id)?;
                 head_seq = held.seq;
                 head_id = held.record_id;
@@ -476,20 +522,31 @@ fn accept(
     head_seq: u64,
     prev_signed_at: &mut Option<i64>,
     policy: &IngestPolicy,
-    now_ms: i64,
     alarms: &mut Vec<Alarm>,
 ) -> Result<u64, StoreError> {
+    // Measured from the record's own arrival (a held record arrived before
+    // the batch that releases it).
+    let now_ms = row.received_at_ms;
+    let about = |a: Alarm, measured_ms: i64| Alarm {
+        hospital_code: Some(row.hospital_code.clone()),
+        service_date: Some(row.service_date.clone()),
+        measured_ms: Some(measured_ms),
+        ..a
+    };
     if row.signed_at_ms > now_ms + policy.max_future_skew_ms {
-        alarms.push(alarm(
-            &row.terminal_id,
-            "clock_skew",
-            Some(row.seq),
-            Some(row.record_id),
-            format!(
-                "signed {} s in the future",
-                (row.signed_at_ms - now_ms) / 1000
+        alarms.push(about(
+            alarm(
+                &row.terminal_id,
+                "clock_skew",
+                Some(row.seq),
+                Some(row.record_id),
+                format!(
+                    "signed {} s in the future",
+                    (row.signed_at_ms - now_ms) / 1000
+                ),
+                now_ms,
             ),
-            now_ms,
+            row.signed_at_ms - now_ms,
         ));
     }
     if prev_signed_at.is_none() && head_seq > 0 {
@@ -498,29 +555,35 @@ fn accept(
     if let Some(prev_at) = *prev_signed_at
         && row.signed_at_ms < prev_at
     {
-        alarms.push(alarm(
-            &row.terminal_id,
-            "backdated",
-            Some(row.seq),
-            Some(row.record_id),
-            format!(
-                "signed {} s before its predecessor",
-                (prev_at - row.signed_at_ms) / 1000
+        alarms.push(about(
+            alarm(
+                &row.terminal_id,
+                "backdated",
+                Some(row.seq),
+                Some(row.record_id),
+                format!(
+                    "signed {} s before its predecessor",
+                    (prev_at - row.signed_at_ms) / 1000
+                ),
+                now_ms,
             ),
-            now_ms,
+            prev_at - row.signed_at_ms,
         ));
     }
     if now_ms - row.signed_at_ms > policy.late_after_ms {
-        alarms.push(alarm(
-            &row.terminal_id,
-            "late_sync",
-            Some(row.seq),
-            Some(row.record_id),
-            format!(
-                "arrived {} h after signing",
-                (now_ms - row.signed_at_ms) / 3_600_000
+        alarms.push(about(
+            alarm(
+                &row.terminal_id,
+                "late_sync",
+                Some(row.seq),
+                Some(row.record_id),
+                format!(
+                    "arrived {} h after signing",
+                    (now_ms - row.signed_at_ms) / 3_600_000
+                ),
+                now_ms,
             ),
-            now_ms,
+            now_ms - row.signed_at_ms,
         ));
     }
     *prev_signed_at = Some(row.signed_at_ms);
@@ -542,6 +605,38 @@ fn alarm(
         record_id,
         detail,
         at_ms,
+        hospital_code: None,
+        service_date: None,
+        measured_ms: None,
+        missing: None,
+        other_record_id: None,
+    }
+}
+
+/// The alarm for a refused record, with what its payload says (read without
+/// trusting it: the hospital and date only place the alarm in a period).
+fn refusal(terminal_id: &str, kind: &str, e: &Envelope, detail: String, at_ms: i64) -> Alarm {
+    let record = Record::decode(&e.payload).ok();
+    Alarm {
+        hospital_code: record.as_ref().map(|r| r.hospital_code().to_owned()),
+        service_date: record.as_ref().map(record_date),
+        ..alarm(
+            terminal_id,
+            kind,
+            record.as_ref().map(Record::seq),
+            Some(e.record_id()),
+            detail,
+            at_ms,
+        )
+    }
+}
+
+/// The local date a record is about: check-in for a session, signing for
+/// an enrolment.
+fn record_date(record: &Record) -> String {
+    match record {
+        Record::Session(s) => local_date(s.check_in.at_ms, s.utc_offset_min),
+        Record::Enrolment(r) => local_date(r.signed_at_ms, r.utc_offset_min),
     }
 }
 
@@ -592,4 +687,98 @@ pub struct Ingest {
     pub store: Arc<dyn Store>,
     pub log: Arc<Log>,
     pub policy: IngestPolicy,
+}
+
+/// What [`import_records`] did with a file of envelopes.
+#[derive(Debug, Default)]
+pub struct ImportRecordsReport {
+    /// Outcomes by reason (`accepted`, `held`, `fork`, ...).
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Every refused record: id, reason, detail.
+    pub rejected: Vec<(RecordId, &'static str, String)>,
+    /// Lines that are not envelopes: line number, why.
+    pub bad_lines: Vec<(u64, String)>,
+}
+
+/// Reads `receipts.csv` (`record_id,terminal_id,seq,received_at_ms`, as the
+/// scenario generator writes it): when each record reached the server.
+pub fn read_receipts(reader: impl std::io::Read) -> anyhow::Result<HashMap<RecordId, i64>> {
+    let mut csv = csv::Reader::from_reader(reader);
+    let headers = csv.headers()?.clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| anyhow::anyhow!("receipts: no `{name}` column"))
+    };
+    let (id_col, at_col) = (col("record_id")?, col("received_at_ms")?);
+    let mut out = HashMap::new();
+    for (n, row) in csv.records().enumerate() {
+        let row = row?;
+        let line = n + 2;
+        let id = wuding_protocol::ids::parse_lower_hex::<32>(row.get(id_col).unwrap_or(""))
+            .map(RecordId)
+            .ok_or_else(|| anyhow::anyhow!("receipts line {line}: record_id is not 64 hex"))?;
+        let at: i64 =
+            row.get(at_col).unwrap_or("").parse().map_err(|_| {
+                anyhow::anyhow!("receipts line {line}: received_at_ms is not a number")
+            })?;
+        out.insert(id, at);
+    }
+    Ok(out)
+}
+
+/// Imports JSON lines of envelopes (`records.jsonl`) in batches of 500, as
+/// `import-records` does. With `receipts`, each record is ingested as if it
+/// arrived at its receipt time (a replayed upload history: clock skew and
+/// late sync are measured against it); records without one arrive `now()`.
+pub fn import_records(
+    store: &dyn Store,
+    log: &Log,
+    policy: &IngestPolicy,
+    reader: impl std::io::BufRead,
+    receipts: Option<&HashMap<RecordId, i64>>,
+    now: &dyn Fn() -> i64,
+) -> anyhow::Result<ImportRecordsReport> {
+    let mut report = ImportRecordsReport::default();
+    let mut batch: Vec<Envelope> = Vec::new();
+    let run = |batch: &mut Vec<Envelope>, report: &mut ImportRecordsReport| {
+        let now_ms = now();
+        let times: Vec<i64> = batch
+            .iter()
+            .map(|e| {
+                receipts
+                    .and_then(|r| r.get(&e.record_id()).copied())
+                    .unwrap_or(now_ms)
+            })
+            .collect();
+        for o in ingest_at(store, log, policy, batch, &times)? {
+            if let Outcome::Rejected {
+                record_id,
+                reason,
+                detail,
+            } = &o
+            {
+                report.rejected.push((*record_id, *reason, detail.clone()));
+            }
+            *report.counts.entry(o.reason()).or_insert(0) += 1;
+        }
+        batch.clear();
+        Ok::<(), anyhow::Error>(())
+    };
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match Envelope::from_json(line.as_bytes()) {
+            Ok(e) => batch.push(e),
+            Err(e) => report.bad_lines.push((n as u64 + 1, e.to_string())),
+        }
+        if batch.len() == 500 {
+            run(&mut batch, &mut report)?;
+        }
+    }
+    run(&mut batch, &mut report)?;
+    Ok(report)
 }

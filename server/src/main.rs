@@ -1,16 +1,17 @@
 //! `wuding-server`: thin binary. Parse arguments, set up tracing, open the
 //! store named by `--db` (an SQLite path or a postgres:// URL), launch.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use wuding_protocol::{Envelope, TerminalSigner};
+use wuding_protocol::TerminalSigner;
 use wuding_server::claims::{self, Mapping};
 use wuding_server::http::{AdminToken, AppState, Metrics, ServerOptions, router_with};
-use wuding_server::ingest::{IngestPolicy, Log, Outcome, ingest};
+use wuding_server::ingest::{IngestPolicy, Log};
+use wuding_server::reconcile;
 use wuding_server::roster::RosterKind;
 use wuding_server::store::{self, Store};
 use wuding_server::templates::TemplateVault;
@@ -58,6 +59,10 @@ enum Command {
         /// `late_sync` flag.
         #[arg(long, default_value_t = 168)]
         late_after_hours: i64,
+        /// Rules file for `POST /api/v1/admin/reconcile` (default: the
+        /// shipped rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
     /// Terminal registry.
     Terminal {
@@ -72,6 +77,11 @@ enum Command {
         db: Db,
         #[arg(long, default_value = "wuding-log.key")]
         log_key_file: PathBuf,
+        /// receipts.csv (`record_id,...,received_at_ms`): replay each
+        /// record's arrival at its receipt time (a generated month), so clock
+        /// skew and late sync are measured as they happened.
+        #[arg(long)]
+        receipts: Option<PathBuf>,
     },
     /// Import a roster file: `import-roster FILE` reads patients
     /// (roster.csv); `import-roster KIND FILE` reads patients, staff, plans
@@ -115,6 +125,66 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// Reconcile a period: claims against attested sessions, plans and
+    /// integrity alarms; findings are upserted by their stable id.
+    Reconcile {
+        /// First day, YYYY-MM-DD (local date, inclusive).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        to: String,
+        /// A rules file (TOML, docs/rules.md); default: the shipped rules.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// List stored findings, one row per finding.
+    Findings {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        /// red, yellow or green.
+        #[arg(long)]
+        severity: Option<String>,
+        /// A rule id (docs/rules.md).
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: FindingsFormat,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Threshold what-if: findings and money per candidate value of one
+    /// parameter of one rule, over a stored period (nothing is stored).
+    Whatif {
+        #[arg(long)]
+        rule: String,
+        #[arg(long)]
+        param: String,
+        /// Candidate values, comma-separated (TOML values: 0.2,0.25,0.3).
+        #[arg(long, value_delimiter = ',', required = true)]
+        values: Vec<String>,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FindingsFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -192,11 +262,15 @@ fn main() -> anyhow::Result<()> {
             admin_token_file,
             max_future_skew_secs,
             late_after_hours,
+            rules,
         } => {
             let store = open(&db)?;
             let log = Arc::new(Log::new(log_key(&log_key_file)?));
             let size = log.sync(&*store)?;
             let mut options = ServerOptions::default();
+            if rules.is_some() {
+                options.rules = Some(Arc::new(reconcile::load_rules(rules.as_deref())?));
+            }
             if let Some(path) = template_key_file {
                 options.vault = Some(Arc::new(TemplateVault::load_or_create(&path)?));
             }
@@ -274,54 +348,108 @@ fn main() -> anyhow::Result<()> {
             file,
             db,
             log_key_file,
+            receipts,
         } => {
             let store = open(&db)?;
             let log = Log::new(log_key(&log_key_file)?);
             log.sync(&*store)?;
+            let receipts = match receipts {
+                Some(path) => Some(wuding_server::ingest::read_receipts(
+                    std::fs::File::open(&path)
+                        .with_context(|| format!("opening {}", path.display()))?,
+                )?),
+                None => None,
+            };
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&file)
                     .with_context(|| format!("opening {}", file.display()))?,
             );
-            let (mut counts, mut batch, mut bad_lines) =
-                (std::collections::BTreeMap::new(), Vec::new(), 0u64);
-            let run = |batch: &mut Vec<Envelope>,
-                       counts: &mut std::collections::BTreeMap<&'static str, u64>|
-             -> anyhow::Result<()> {
-                for o in ingest(&*store, &log, &IngestPolicy::default(), batch, now_ms())? {
-                    if let Outcome::Rejected {
-                        record_id,
-                        reason,
-                        detail,
-                    } = &o
-                    {
-                        eprintln!("record {}: {reason}: {detail}", record_id.short());
-                    }
-                    *counts.entry(o.reason()).or_insert(0) += 1;
-                }
-                batch.clear();
-                Ok(())
-            };
-            for (n, line) in reader.lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match Envelope::from_json(line.as_bytes()) {
-                    Ok(e) => batch.push(e),
-                    Err(e) => {
-                        bad_lines += 1;
-                        eprintln!("line {}: {e}", n + 1);
-                    }
-                }
-                if batch.len() == 500 {
-                    run(&mut batch, &mut counts)?;
-                }
+            let report = wuding_server::ingest::import_records(
+                &*store,
+                &log,
+                &IngestPolicy::default(),
+                reader,
+                receipts.as_ref(),
+                &now_ms,
+            )?;
+            for (line, why) in &report.bad_lines {
+                eprintln!("line {line}: {why}");
             }
-            run(&mut batch, &mut counts)?;
-            for (k, v) in &counts {
+            for (id, reason, detail) in &report.rejected {
+                eprintln!("record {}: {reason}: {detail}", id.short());
+            }
+            for (k, v) in &report.counts {
                 println!("{k}: {v}");
             }
-            println!("unreadable lines: {bad_lines}");
+            println!("unreadable lines: {}", report.bad_lines.len());
+            Ok(())
+        }
+        Command::Reconcile {
+            from,
+            to,
+            rules,
+            json,
+            db,
+        } => {
+            let store = open(&db)?;
+            let rules = reconcile::load_rules(rules.as_deref())?;
+            let period = reconcile::period(&from, &to)?;
+            let (summary, _) = reconcile::run(
+                &*store,
+                &rules,
+                period,
+                now_ms(),
+                std::io::stderr().is_terminal(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.render());
+            }
+            Ok(())
+        }
+        Command::Findings {
+            from,
+            to,
+            severity,
+            rule,
+            format,
+            db,
+        } => {
+            let store = open(&db)?;
+            let filter = reconcile::filter(
+                from.as_deref(),
+                to.as_deref(),
+                severity.as_deref(),
+                rule.as_deref(),
+            )?;
+            let rows = store.findings(&filter)?;
+            let format = match format {
+                FindingsFormat::Csv => reconcile::Format::Csv,
+                FindingsFormat::Json => reconcile::Format::Json,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            reconcile::write_findings(&rows, format, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
+        Command::Whatif {
+            rule,
+            param,
+            values,
+            from,
+            to,
+            rules,
+            db,
+        } => {
+            let store = open(&db)?;
+            let rules = reconcile::load_rules(rules.as_deref())?;
+            let period = reconcile::period(&from, &to)?;
+            let values: Vec<toml::Value> =
+                values.iter().map(|v| reconcile::parse_value(v)).collect();
+            let rows = reconcile::whatif(&*store, &rules, period, &rule, &param, &values)?;
+            print!("{}", reconcile::render_whatif(&rule, &param, &rows));
             Ok(())
         }
         Command::ImportRoster { args, db } => {

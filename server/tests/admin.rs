@@ -47,6 +47,7 @@ fn with_server(db: common::TestDb, f: impl AsyncFnOnce(&str)) {
         let options = ServerOptions {
             admin_token: AdminToken::new(TOKEN),
             vault: Some(Arc::new(TemplateVault::new(SealKey([42; 32])))),
+            ..ServerOptions::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -64,17 +64,36 @@ pub struct RecordRow {
     pub kind: Option<String>,
 }
 
-/// Something an auditor must see about a terminal or its chain.
+/// Something an auditor must see about a terminal, its chain or a refused
+/// record (refusals: unknown_key, not_approved, revoked, malformed,
+/// wrong_terminal, wrong_hospital, bad_signature).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Alarm {
     pub terminal_id: String,
     /// Stable code: fork, gap, broken_link, clock_skew, backdated, late_sync,
-    /// after_revocation, bad_signature, unknown_key, wrong_hospital.
+    /// after_revocation, and the refusals bad_signature, unknown_key,
+    /// not_approved, revoked, malformed, wrong_terminal, wrong_hospital.
     pub kind: String,
     pub seq: Option<u64>,
     pub record_id: Option<RecordId>,
     pub detail: String,
     pub at_ms: i64,
+    /// The hospital the record names, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hospital_code: Option<String>,
+    /// The local date the record is about (check-in, or signing), when it
+    /// could be read: places the alarm in a reconciliation period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_date: Option<String>,
+    /// clock_skew, backdated, late_sync: the measured amount, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_ms: Option<i64>,
+    /// gap: the first and last missing sequence numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<(u64, u64)>,
+    /// fork: the record already stored at that sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_record_id: Option<RecordId>,
 }
 
 /// Operations inside one ingest transaction.
@@ -153,6 +172,105 @@ pub trait Store: Send + Sync {
         hospital_code: &str,
         since: u64,
     ) -> Result<(Vec<RosterItem>, u64), StoreError>;
+    /// Bodies of every roster item of a kind (all hospitals), key order.
+    fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Accepted session records whose service date (`YYYY-MM-DD`) lies in
+    /// `from..=to`: id, server receipt time, original payload bytes.
+    fn session_payloads(&self, from: &str, to: &str) -> Result<Vec<SessionPayload>, StoreError>;
+    /// Claim lines whose service date lies in `from..=to`.
+    fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError>;
+    /// Alarms about records dated in `from..=to`, and undated ones.
+    fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError>;
+
+    /// Inserts or updates findings by id, in one transaction: a new id is
+    /// inserted `open` with first_seen = last_seen = `now_ms`; a known id
+    /// keeps its status and first_seen, takes the new data and last_seen.
+    fn upsert_findings(&self, rows: &[FindingRow], now_ms: i64)
+    -> Result<UpsertCounts, StoreError>;
+    /// Stored findings matching a filter, ordered by severity, rule, id.
+    fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError>;
+}
+
+/// An accepted session record as [`Store::session_payloads`] returns it.
+#[derive(Debug, Clone)]
+pub struct SessionPayload {
+    pub record_id: RecordId,
+    pub received_at_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+/// A stored finding: the engine's finding flattened, plus the workflow
+/// status and when it was first and last produced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FindingRow {
+    /// 32 hex digits (`FindingId`).
+    pub id: String,
+    pub rule_id: String,
+    pub ruleset_version: String,
+    /// red, yellow or green.
+    pub severity: String,
+    pub service_date: Option<String>,
+    /// claim, record, patient_day, ..., hospital.
+    pub subject_type: String,
+    pub subject_id: String,
+    pub hospital_code: Option<String>,
+    pub insured_id: Option<String>,
+    pub claim_ids: Vec<String>,
+    /// 64 hex digits each.
+    pub record_ids: Vec<String>,
+    pub amount_fen: u64,
+    /// The rule's parameters as used.
+    pub params: std::collections::BTreeMap<String, String>,
+    pub explanation_zh: String,
+    pub explanation_en: String,
+    /// `open` when first found; the auditor workflow moves it on.
+    pub status: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// How many findings an upsert added, changed and left as they were.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UpsertCounts {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// Which findings to list. Dates are `YYYY-MM-DD`, inclusive; a finding
+/// with no date (a record that could not be read) matches every period.
+#[derive(Debug, Clone, Default)]
+pub struct FindingFilter {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub severity: Option<String>,
+    pub rule_id: Option<String>,
+}
+
+/// Whether two stored findings carry the same data (status and times aside).
+pub fn same_finding(a: &FindingRow, b: &FindingRow) -> bool {
+    FindingRow {
+        status: String::new(),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+        ..a.clone()
+    } == FindingRow {
+        status: String::new(),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+        ..b.clone()
+    }
+}
+
+/// Severity order for sorting: red first.
+pub fn severity_rank(s: &str) -> u8 {
+    match s {
+        "red" => 0,
+        "yellow" => 1,
+        "green" => 2,
+        _ => 3,
+    }
 }
 
 /// One roster entry for one hospital: `kind` is patient, staff, plan or

@@ -10,7 +10,11 @@ use std::sync::Mutex;
 use postgres::{Client, NoTls, Transaction};
 use wuding_protocol::{ClaimLine, RecordId};
 
-use super::{Alarm, RecordRow, RosterItem, Store, StoreError, TerminalRow, Tx};
+use super::{
+    Alarm, FindingFilter, FindingRow, RecordRow, RosterItem, SessionPayload, Store, StoreError,
+    TerminalRow, Tx, UpsertCounts,
+};
+use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -122,7 +126,93 @@ CREATE TABLE roster_head (
 );
 INSERT INTO roster_head (id, version) VALUES (1, 0);
 "#,
+    r#"
+ALTER TABLE alarms ADD COLUMN hospital_code TEXT;
+ALTER TABLE alarms ADD COLUMN service_date TEXT;
+ALTER TABLE alarms ADD COLUMN measured_ms BIGINT;
+ALTER TABLE alarms ADD COLUMN missing_from BIGINT;
+ALTER TABLE alarms ADD COLUMN missing_to BIGINT;
+ALTER TABLE alarms ADD COLUMN other_record_id BYTEA;
+CREATE INDEX alarms_by_date ON alarms (service_date);
+CREATE TABLE findings (
+    finding_id      TEXT PRIMARY KEY,
+    rule_id         TEXT NOT NULL,
+    ruleset_version TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    service_date    TEXT,
+    subject_type    TEXT NOT NULL,
+    subject_id      TEXT NOT NULL,
+    hospital_code   TEXT,
+    insured_id      TEXT,
+    claim_ids       TEXT NOT NULL,
+    record_ids      TEXT NOT NULL,
+    amount_fen      BIGINT NOT NULL,
+    params          TEXT NOT NULL,
+    explanation_zh  TEXT NOT NULL,
+    explanation_en  TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'open',
+    first_seen_ms   BIGINT NOT NULL,
+    last_seen_ms    BIGINT NOT NULL
+);
+CREATE INDEX findings_by_date ON findings (service_date, severity, rule_id);
+"#,
 ];
+
+const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
+     measured_ms, missing_from, missing_to, other_record_id";
+
+fn alarm_from(r: &postgres::Row) -> Result<Alarm, StoreError> {
+    let (from, to): (Option<i64>, Option<i64>) = (r.get(9), r.get(10));
+    Ok(Alarm {
+        terminal_id: r.get(0),
+        kind: r.get(1),
+        seq: r.get::<_, Option<i64>>(2).map(|s| s as u64),
+        record_id: r.get::<_, Option<Vec<u8>>>(3).map(id_from).transpose()?,
+        detail: r.get(4),
+        at_ms: r.get(5),
+        hospital_code: r.get(6),
+        service_date: r.get(7),
+        measured_ms: r.get(8),
+        missing: from.zip(to).map(|(a, b)| (a as u64, b as u64)),
+        other_record_id: r.get::<_, Option<Vec<u8>>>(11).map(id_from).transpose()?,
+    })
+}
+
+const FINDING_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, service_date, subject_type, \
+     subject_id, hospital_code, insured_id, claim_ids, record_ids, amount_fen, params, explanation_zh, \
+     explanation_en, status, first_seen_ms, last_seen_ms";
+
+fn split_list(s: String) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split(';').map(str::to_owned).collect()
+    }
+}
+
+fn finding_from(r: &postgres::Row) -> Result<FindingRow, StoreError> {
+    Ok(FindingRow {
+        id: r.get(0),
+        rule_id: r.get(1),
+        ruleset_version: r.get(2),
+        severity: r.get(3),
+        service_date: r.get(4),
+        subject_type: r.get(5),
+        subject_id: r.get(6),
+        hospital_code: r.get(7),
+        insured_id: r.get(8),
+        claim_ids: split_list(r.get(9)),
+        record_ids: split_list(r.get(10)),
+        amount_fen: r.get::<_, i64>(11) as u64,
+        params: serde_json::from_str(r.get(12))
+            .map_err(|_| StoreError::Corrupt("finding params"))?,
+        explanation_zh: r.get(13),
+        explanation_en: r.get(14),
+        status: r.get(15),
+        first_seen_ms: r.get(16),
+        last_seen_ms: r.get(17),
+    })
+}
 
 pub struct PgStore {
     url: String,
@@ -379,9 +469,23 @@ impl Tx for PgTx<'_> {
 
     fn alarm(&mut self, a: &Alarm) -> Result<(), StoreError> {
         let record_id = a.record_id.map(|r| r.0.to_vec());
+        let other = a.other_record_id.map(|r| r.0.to_vec());
         self.tx.execute(
-            "INSERT INTO alarms (terminal_id, kind, seq, record_id, detail, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&a.terminal_id, &a.kind, &a.seq.map(|s| s as i64), &record_id, &a.detail, &a.at_ms],
+            &format!("INSERT INTO alarms ({ALARM_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &[
+                &a.terminal_id,
+                &a.kind,
+                &a.seq.map(|s| s as i64),
+                &record_id,
+                &a.detail,
+                &a.at_ms,
+                &a.hospital_code,
+                &a.service_date,
+                &a.measured_ms,
+                &a.missing.map(|m| m.0 as i64),
+                &a.missing.map(|m| m.1 as i64),
+                &other,
+            ],
         )?;
         Ok(())
     }
@@ -578,20 +682,11 @@ impl Store for PgStore {
     fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
         self.client()?
             .query(
-                "SELECT terminal_id, kind, seq, record_id, detail, at_ms FROM alarms ORDER BY id",
+                &format!("SELECT {ALARM_COLUMNS} FROM alarms ORDER BY id"),
                 &[],
             )?
-            .into_iter()
-            .map(|r| {
-                Ok(Alarm {
-                    terminal_id: r.get(0),
-                    kind: r.get(1),
-                    seq: r.get::<_, Option<i64>>(2).map(|s| s as u64),
-                    record_id: r.get::<_, Option<Vec<u8>>>(3).map(id_from).transpose()?,
-                    detail: r.get(4),
-                    at_ms: r.get(5),
-                })
-            })
+            .iter()
+            .map(alarm_from)
             .collect()
     }
 
@@ -726,5 +821,178 @@ impl Store for PgStore {
             })
             .collect();
         Ok((items, cursor))
+    }
+
+    fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT body FROM roster_items WHERE kind = $1 ORDER BY hospital_code, item_key",
+                &[&kind],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn session_payloads(&self, from: &str, to: &str) -> Result<Vec<SessionPayload>, StoreError> {
+        self.client()?
+            .query(
+                "SELECT record_id, received_at_ms, payload FROM records
+                 WHERE record_type = 'session' AND service_date BETWEEN $1 AND $2",
+                &[&from, &to],
+            )?
+            .into_iter()
+            .map(|r| {
+                Ok(SessionPayload {
+                    record_id: id_from(r.get(0))?,
+                    received_at_ms: r.get(1),
+                    payload: r.get(2),
+                })
+            })
+            .collect()
+    }
+
+    fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
+        self.client()?
+            .query(
+                "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                        service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
+                 FROM claims WHERE service_date BETWEEN $1 AND $2",
+                &[&from, &to],
+            )?
+            .into_iter()
+            .map(|r| {
+                let date: String = r.get(5);
+                let kind: String = r.get(7);
+                let dose_milli: Option<i64> = r.get(11);
+                let dose_unit: Option<String> = r.get(12);
+                Ok(ClaimLine {
+                    claim_id: r.get(0),
+                    insured_id: r.get(1),
+                    hospital_code: r.get(2),
+                    department_code: r.get(3),
+                    doctor_id: r.get(4),
+                    service_date: date
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("claim date"))?,
+                    service_code: r.get(6),
+                    service_kind: TreatmentKind::from_code(&kind)
+                        .ok_or(StoreError::Corrupt("claim kind"))?,
+                    quantity: r.get::<_, i64>(8) as u32,
+                    amount_fen: r.get::<_, i64>(9) as u64,
+                    drug_code: r.get(10),
+                    dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
+                        amount_milli: m as u64,
+                        unit,
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {
+        self.client()?
+            .query(
+                &format!(
+                    "SELECT {ALARM_COLUMNS} FROM alarms
+                     WHERE service_date IS NULL OR service_date BETWEEN $1 AND $2 ORDER BY id"
+                ),
+                &[&from, &to],
+            )?
+            .iter()
+            .map(alarm_from)
+            .collect()
+    }
+
+    fn upsert_findings(
+        &self,
+        rows: &[FindingRow],
+        now_ms: i64,
+    ) -> Result<UpsertCounts, StoreError> {
+        let mut c = self.client()?;
+        let mut tx = c.transaction()?;
+        let ids: Vec<&str> = rows.iter().map(|f| f.id.as_str()).collect();
+        let mut old: std::collections::HashMap<String, FindingRow> = tx
+            .query(
+                &format!(
+                    "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ANY($1) FOR UPDATE"
+                ),
+                &[&ids],
+            )?
+            .iter()
+            .map(|r| finding_from(r).map(|f| (f.id.clone(), f)))
+            .collect::<Result<_, _>>()?;
+        let put = tx.prepare(&format!(
+            "INSERT INTO findings ({FINDING_COLUMNS}) VALUES
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'open', $16, $16)
+             ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
+                ruleset_version = excluded.ruleset_version, severity = excluded.severity,
+                service_date = excluded.service_date, subject_type = excluded.subject_type,
+                subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
+                insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
+                record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
+                params = excluded.params, explanation_zh = excluded.explanation_zh,
+                explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
+        ))?;
+        let mut counts = UpsertCounts::default();
+        let mut unchanged: Vec<&str> = Vec::new();
+        for f in rows {
+            match old.remove(&f.id) {
+                Some(o) if super::same_finding(&o, f) => {
+                    unchanged.push(&f.id);
+                    counts.unchanged += 1;
+                    continue;
+                }
+                Some(_) => counts.updated += 1,
+                None => counts.new += 1,
+            }
+            tx.execute(
+                &put,
+                &[
+                    &f.id,
+                    &f.rule_id,
+                    &f.ruleset_version,
+                    &f.severity,
+                    &f.service_date,
+                    &f.subject_type,
+                    &f.subject_id,
+                    &f.hospital_code,
+                    &f.insured_id,
+                    &f.claim_ids.join(";"),
+                    &f.record_ids.join(";"),
+                    &(f.amount_fen as i64),
+                    &serde_json::to_string(&f.params).unwrap_or_default(),
+                    &f.explanation_zh,
+                    &f.explanation_en,
+                    &now_ms,
+                ],
+            )?;
+        }
+        tx.execute(
+            "UPDATE findings SET last_seen_ms = $2 WHERE finding_id = ANY($1)",
+            &[&unchanged, &now_ms],
+        )?;
+        tx.commit()?;
+        Ok(counts)
+    }
+
+    fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+        self.client()?
+            .query(
+                &format!(
+                    "SELECT {FINDING_COLUMNS} FROM findings
+                     WHERE ($1::text IS NULL OR service_date IS NULL OR service_date >= $1)
+                       AND ($2::text IS NULL OR service_date IS NULL OR service_date <= $2)
+                       AND ($3::text IS NULL OR severity = $3)
+                       AND ($4::text IS NULL OR rule_id = $4)
+                     ORDER BY CASE severity WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END,
+                              rule_id, finding_id"
+                ),
+                &[&filter.from, &filter.to, &filter.severity, &filter.rule_id],
+            )?
+            .iter()
+            .map(finding_from)
+            .collect()
     }
 }

@@ -6,7 +6,11 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use wuding_protocol::{ClaimLine, RecordId};
 
-use super::{Alarm, RecordRow, RosterItem, Store, StoreError, TerminalRow, Tx};
+use super::{
+    Alarm, FindingFilter, FindingRow, RecordRow, RosterItem, SessionPayload, Store, StoreError,
+    TerminalRow, Tx, UpsertCounts,
+};
+use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -118,7 +122,108 @@ CREATE TABLE roster_head (
 );
 INSERT INTO roster_head (id, version) VALUES (1, 0);
 "#,
+    r#"
+ALTER TABLE alarms ADD COLUMN hospital_code TEXT;
+ALTER TABLE alarms ADD COLUMN service_date TEXT;
+ALTER TABLE alarms ADD COLUMN measured_ms INTEGER;
+ALTER TABLE alarms ADD COLUMN missing_from INTEGER;
+ALTER TABLE alarms ADD COLUMN missing_to INTEGER;
+ALTER TABLE alarms ADD COLUMN other_record_id BLOB;
+CREATE INDEX alarms_by_date ON alarms (service_date);
+CREATE TABLE findings (
+    finding_id      TEXT PRIMARY KEY,
+    rule_id         TEXT NOT NULL,
+    ruleset_version TEXT NOT NULL,
+    severity        TEXT NOT NULL,
+    service_date    TEXT,
+    subject_type    TEXT NOT NULL,
+    subject_id      TEXT NOT NULL,
+    hospital_code   TEXT,
+    insured_id      TEXT,
+    claim_ids       TEXT NOT NULL,
+    record_ids      TEXT NOT NULL,
+    amount_fen      INTEGER NOT NULL,
+    params          TEXT NOT NULL,
+    explanation_zh  TEXT NOT NULL,
+    explanation_en  TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'open',
+    first_seen_ms   INTEGER NOT NULL,
+    last_seen_ms    INTEGER NOT NULL
+);
+CREATE INDEX findings_by_date ON findings (service_date, severity, rule_id);
+"#,
 ];
+
+const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
+     measured_ms, missing_from, missing_to, other_record_id";
+
+fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Alarm, StoreError>> {
+    let record_id: Option<Vec<u8>> = r.get(3)?;
+    let other: Option<Vec<u8>> = r.get(11)?;
+    let (from, to): (Option<i64>, Option<i64>) = (r.get(9)?, r.get(10)?);
+    let (terminal_id, kind, seq, detail, at_ms) = (
+        r.get::<_, String>(0)?,
+        r.get::<_, String>(1)?,
+        r.get::<_, Option<i64>>(2)?,
+        r.get::<_, String>(4)?,
+        r.get::<_, i64>(5)?,
+    );
+    let (hospital_code, service_date, measured_ms) = (r.get(6)?, r.get(7)?, r.get(8)?);
+    Ok((|| -> Result<Alarm, StoreError> {
+        Ok(Alarm {
+            terminal_id,
+            kind,
+            seq: seq.map(|s| s as u64),
+            record_id: record_id.map(id_from).transpose()?,
+            detail,
+            at_ms,
+            hospital_code,
+            service_date,
+            measured_ms,
+            missing: from.zip(to).map(|(a, b)| (a as u64, b as u64)),
+            other_record_id: other.map(id_from).transpose()?,
+        })
+    })())
+}
+
+const FINDING_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, service_date, subject_type, \
+     subject_id, hospital_code, insured_id, claim_ids, record_ids, amount_fen, params, explanation_zh, \
+     explanation_en, status, first_seen_ms, last_seen_ms";
+
+fn split_list(s: String) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split(';').map(str::to_owned).collect()
+    }
+}
+
+fn finding_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FindingRow, StoreError>> {
+    let params: String = r.get(12)?;
+    let row = FindingRow {
+        id: r.get(0)?,
+        rule_id: r.get(1)?,
+        ruleset_version: r.get(2)?,
+        severity: r.get(3)?,
+        service_date: r.get(4)?,
+        subject_type: r.get(5)?,
+        subject_id: r.get(6)?,
+        hospital_code: r.get(7)?,
+        insured_id: r.get(8)?,
+        claim_ids: split_list(r.get(9)?),
+        record_ids: split_list(r.get(10)?),
+        amount_fen: r.get::<_, i64>(11)? as u64,
+        params: Default::default(),
+        explanation_zh: r.get(13)?,
+        explanation_en: r.get(14)?,
+        status: r.get(15)?,
+        first_seen_ms: r.get(16)?,
+        last_seen_ms: r.get(17)?,
+    };
+    Ok(serde_json::from_str(&params)
+        .map(|params| FindingRow { params, ..row })
+        .map_err(|_| StoreError::Corrupt("finding params")))
+}
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -371,14 +476,20 @@ impl Tx for SqliteTx<'_> {
 
     fn alarm(&mut self, a: &Alarm) -> Result<(), StoreError> {
         self.tx.execute(
-            "INSERT INTO alarms (terminal_id, kind, seq, record_id, detail, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            &format!("INSERT INTO alarms ({ALARM_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
             params![
                 a.terminal_id,
                 a.kind,
                 a.seq.map(|s| s as i64),
                 a.record_id.map(|r| r.0.to_vec()),
                 a.detail,
-                a.at_ms
+                a.at_ms,
+                a.hospital_code,
+                a.service_date,
+                a.measured_ms,
+                a.missing.map(|m| m.0 as i64),
+                a.missing.map(|m| m.1 as i64),
+                a.other_record_id.map(|r| r.0.to_vec()),
             ],
         )?;
         Ok(())
@@ -577,31 +688,9 @@ impl Store for SqliteStore {
 
     fn alarms(&self) -> Result<Vec<Alarm>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT terminal_id, kind, seq, record_id, detail, at_ms FROM alarms ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?;
-        rows.map(|r| {
-            let (terminal_id, kind, seq, record_id, detail, at_ms) = r?;
-            Ok(Alarm {
-                terminal_id,
-                kind,
-                seq: seq.map(|s| s as u64),
-                record_id: record_id.map(id_from).transpose()?,
-                detail,
-                at_ms,
-            })
-        })
-        .collect()
+        let mut stmt = conn.prepare(&format!("SELECT {ALARM_COLUMNS} FROM alarms ORDER BY id"))?;
+        let rows = stmt.query_map([], alarm_from)?;
+        rows.map(|r| r?).collect()
     }
 
     fn held_count(&self) -> Result<u64, StoreError> {
@@ -754,5 +843,187 @@ impl Store for SqliteStore {
             });
         }
         Ok((items, cursor))
+    }
+
+    fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT body FROM roster_items WHERE kind = ?1 ORDER BY hospital_code, item_key",
+        )?;
+        let rows = stmt.query_map(params![kind], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn session_payloads(&self, from: &str, to: &str) -> Result<Vec<SessionPayload>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT record_id, received_at_ms, payload FROM records
+             WHERE record_type = 'session' AND service_date BETWEEN ?1 AND ?2",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, received_at_ms, payload) = r?;
+            Ok(SessionPayload {
+                record_id: id_from(id)?,
+                received_at_ms,
+                payload,
+            })
+        })
+        .collect()
+    }
+
+    fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                    service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
+             FROM claims WHERE service_date BETWEEN ?1 AND ?2",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ),
+                (
+                    r.get::<_, String>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<i64>>(11)?,
+                    r.get::<_, Option<String>>(12)?,
+                ),
+            ))
+        })?;
+        rows.map(|r| {
+            let (
+                (claim_id, insured_id, hospital_code, department_code, doctor_id, date, code),
+                (kind, quantity, amount_fen, drug_code, dose_milli, dose_unit),
+            ) = r?;
+            Ok(ClaimLine {
+                claim_id,
+                insured_id,
+                hospital_code,
+                department_code,
+                doctor_id,
+                service_date: date
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("claim date"))?,
+                service_code: code,
+                service_kind: TreatmentKind::from_code(&kind)
+                    .ok_or(StoreError::Corrupt("claim kind"))?,
+                quantity: quantity as u32,
+                amount_fen: amount_fen as u64,
+                drug_code,
+                dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
+                    amount_milli: m as u64,
+                    unit,
+                }),
+            })
+        })
+        .collect()
+    }
+
+    fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms
+             WHERE service_date IS NULL OR service_date BETWEEN ?1 AND ?2 ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![from, to], alarm_from)?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn upsert_findings(
+        &self,
+        rows: &[FindingRow],
+        now_ms: i64,
+    ) -> Result<UpsertCounts, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut counts = UpsertCounts::default();
+        {
+            let mut get = tx.prepare_cached(&format!(
+                "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
+            ))?;
+            let mut touch =
+                tx.prepare_cached("UPDATE findings SET last_seen_ms = ?2 WHERE finding_id = ?1")?;
+            let mut put = tx.prepare_cached(&format!(
+                "INSERT INTO findings ({FINDING_COLUMNS}) VALUES
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
+                 ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
+                    ruleset_version = excluded.ruleset_version, severity = excluded.severity,
+                    service_date = excluded.service_date, subject_type = excluded.subject_type,
+                    subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
+                    insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
+                    record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
+                    params = excluded.params, explanation_zh = excluded.explanation_zh,
+                    explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
+            ))?;
+            for f in rows {
+                let old = get
+                    .query_row(params![f.id], finding_from)
+                    .optional()?
+                    .transpose()?;
+                match old {
+                    Some(old) if super::same_finding(&old, f) => {
+                        touch.execute(params![f.id, now_ms])?;
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    Some(_) => counts.updated += 1,
+                    None => counts.new += 1,
+                }
+                put.execute(params![
+                    f.id,
+                    f.rule_id,
+                    f.ruleset_version,
+                    f.severity,
+                    f.service_date,
+                    f.subject_type,
+                    f.subject_id,
+                    f.hospital_code,
+                    f.insured_id,
+                    f.claim_ids.join(";"),
+                    f.record_ids.join(";"),
+                    f.amount_fen as i64,
+                    serde_json::to_string(&f.params).unwrap_or_default(),
+                    f.explanation_zh,
+                    f.explanation_en,
+                    now_ms,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(counts)
+    }
+
+    fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings
+             WHERE (?1 IS NULL OR service_date IS NULL OR service_date >= ?1)
+               AND (?2 IS NULL OR service_date IS NULL OR service_date <= ?2)
+               AND (?3 IS NULL OR severity = ?3)
+               AND (?4 IS NULL OR rule_id = ?4)
+             ORDER BY CASE severity WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END,
+                      rule_id, finding_id"
+        ))?;
+        let rows = stmt.query_map(
+            params![filter.from, filter.to, filter.severity, filter.rule_id],
+            finding_from,
+        )?;
+        rows.map(|r| r?).collect()
     }
 }

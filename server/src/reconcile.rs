@@ -1,0 +1,497 @@
+//! Reconciliation over the store: load a period (accepted session records
+//! with their receipt times, claim lines, 五定 plans, the ingest's alarms as
+//! integrity events), run the rule engine (`wuding_rules::reconcile`) and
+//! upsert the findings by their stable id.
+//!
+//! Incremental by construction: a run recomputes the period from what is
+//! stored now. The same data gives the same findings (same ids, nothing
+//! new); new records or claims change a finding in place (same id, new
+//! evidence, `last_seen_ms` moves) or add new ones. A finding keeps its
+//! `status` (the auditor's workflow) and `first_seen_ms` across runs. A
+//! finding a later run no longer produces (a late record now covers the
+//! claim) stays stored with its old `last_seen_ms`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use serde::Serialize;
+use thiserror::Error;
+use wuding_protocol::{ClaimLine, Date, Record, RecordId, TreatmentPlan};
+use wuding_rules::whatif::{self, WhatIfRow};
+use wuding_rules::{
+    AttestedSession, Dataset, Finding, IntegrityEvent, IntegrityKind, Period, RuleId, Ruleset,
+};
+
+use crate::store::{Alarm, FindingFilter, FindingRow, Store, StoreError, UpsertCounts};
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bad date, period, rule, parameter or rules file.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses `YYYY-MM-DD`.
+pub fn parse_date(text: &str) -> Result<Date, ReconcileError> {
+    let d: Date = text
+        .parse()
+        .map_err(|_| ReconcileError::Invalid(format!("`{text}` is not a date (YYYY-MM-DD)")))?;
+    if d.to_string() != text {
+        return Err(ReconcileError::Invalid(format!(
+            "`{text}` is not a date (YYYY-MM-DD)"
+        )));
+    }
+    Ok(d)
+}
+
+/// The period `from..=to` (local dates).
+pub fn period(from: &str, to: &str) -> Result<Period, ReconcileError> {
+    let (from, to) = (parse_date(from)?, parse_date(to)?);
+    if to < from {
+        return Err(ReconcileError::Invalid(format!(
+            "the period ends ({to}) before it starts ({from})"
+        )));
+    }
+    Ok(Period { from, to })
+}
+
+/// The default rules, or a TOML rules file (`docs/rules.md`).
+pub fn load_rules(path: Option<&std::path::Path>) -> Result<Ruleset, ReconcileError> {
+    match path {
+        None => Ok(Ruleset::default_rules()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| ReconcileError::Invalid(format!("reading {}: {e}", p.display())))?;
+            Ruleset::parse(&text)
+                .map_err(|e| ReconcileError::Invalid(format!("{}: {e}", p.display())))
+        }
+    }
+}
+
+/// Everything one run looks at, loaded from the store.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub period: Period,
+    pub sessions: Vec<AttestedSession>,
+    pub claims: Vec<ClaimLine>,
+    pub plans: Vec<TreatmentPlan>,
+    pub integrity: Vec<IntegrityEvent>,
+}
+
+impl Loaded {
+    pub fn dataset(&self) -> Dataset<'_> {
+        Dataset {
+            period: self.period,
+            sessions: &self.sessions,
+            claims: &self.claims,
+            plans: &self.plans,
+            integrity: &self.integrity,
+        }
+    }
+}
+
+/// Maps an ingest alarm to the engine's integrity event (`None` for an
+/// unknown code).
+pub fn integrity_event(a: &Alarm) -> Option<IntegrityEvent> {
+    let kind = IntegrityKind::from_code(&a.kind)?;
+    let mut record_ids: Vec<RecordId> = a.record_id.into_iter().collect();
+    if kind == IntegrityKind::Fork {
+        record_ids.extend(a.other_record_id);
+    }
+    Some(IntegrityEvent {
+        kind,
+        terminal_id: a.terminal_id.clone(),
+        hospital_code: a.hospital_code.clone(),
+        seq: a.seq,
+        record_ids,
+        missing: a.missing,
+        measured_ms: a.measured_ms,
+        at_ms: a.at_ms,
+        date: a.service_date.as_deref().and_then(|d| d.parse().ok()),
+    })
+}
+
+/// Loads a period. `step` is called after each part (for a progress bar).
+pub fn load(
+    store: &dyn Store,
+    period: Period,
+    step: &mut dyn FnMut(&str),
+) -> Result<Loaded, ReconcileError> {
+    let (from, to) = (period.from.to_string(), period.to.to_string());
+    let mut sessions = Vec::new();
+    for p in store.session_payloads(&from, &to)? {
+        // Stored payloads passed verification on the way in; one that no
+        // longer decodes is corruption, not a finding.
+        match Record::decode(&p.payload) {
+            Ok(Record::Session(record)) => sessions.push(AttestedSession {
+                record_id: p.record_id,
+                received_at_ms: p.received_at_ms,
+                record,
+            }),
+            Ok(Record::Enrolment(_)) => {}
+            Err(_) => return Err(StoreError::Corrupt("stored session payload").into()),
+        }
+    }
+    step("sessions");
+    let claims = store.claims_between(&from, &to)?;
+    step("claims");
+    let mut plans = Vec::new();
+    for body in store.roster_bodies("plan")? {
+        let plan: TreatmentPlan =
+            serde_json::from_str(&body).map_err(|_| StoreError::Corrupt("stored plan"))?;
+        if plan.valid_from <= period.to && plan.valid_to >= period.from {
+            plans.push(plan);
+        }
+    }
+    step("plans");
+    let accepted: HashSet<RecordId> = sessions.iter().map(|s| s.record_id).collect();
+    let integrity = store
+        .alarms_between(&from, &to)?
+        .iter()
+        .filter_map(integrity_event)
+        // A gap whose held record has since entered the chain was filled.
+        .filter(|e| {
+            e.kind != IntegrityKind::Gap || !e.record_ids.iter().all(|id| accepted.contains(id))
+        })
+        .collect();
+    step("alarms");
+    Ok(Loaded {
+        period,
+        sessions,
+        claims,
+        plans,
+        integrity,
+    })
+}
+
+/// A finding as stored.
+pub fn finding_row(f: &Finding) -> FindingRow {
+    let (subject_type, subject_id) = match serde_json::to_value(&f.subject) {
+        Ok(serde_json::Value::Object(m)) => (
+            m.get("type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
+            m.get("id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    FindingRow {
+        id: f.id.to_string(),
+        rule_id: f.rule_id.clone(),
+        ruleset_version: f.ruleset_version.clone(),
+        severity: f.severity.code().to_owned(),
+        service_date: f.date.map(|d| d.to_string()),
+        subject_type,
+        subject_id,
+        hospital_code: f.hospital_code.clone(),
+        insured_id: f.insured_id.clone(),
+        claim_ids: f.claim_ids.clone(),
+        record_ids: f.record_ids.iter().map(RecordId::to_hex).collect(),
+        amount_fen: f.amount_fen,
+        params: f.params.clone(),
+        explanation_zh: f.explanation.zh.clone(),
+        explanation_en: f.explanation.en.clone(),
+        status: "open".into(),
+        first_seen_ms: 0,
+        last_seen_ms: 0,
+    }
+}
+
+/// Findings and money.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub findings: u64,
+    pub amount_fen: u64,
+}
+
+impl Tally {
+    fn add(&mut self, amount_fen: u64) {
+        self.findings += 1;
+        self.amount_fen = self.amount_fen.saturating_add(amount_fen);
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub from: String,
+    pub to: String,
+    pub ruleset_version: String,
+    pub sessions: usize,
+    pub claims: usize,
+    pub plans: usize,
+    pub integrity_events: usize,
+    /// All findings of the run, and the money at stake.
+    pub total: Tally,
+    pub by_severity: BTreeMap<String, Tally>,
+    pub by_rule: BTreeMap<String, Tally>,
+    /// What the upsert did: new, updated, unchanged.
+    pub stored: UpsertCounts,
+    pub load_ms: u64,
+    pub reconcile_ms: u64,
+    pub store_ms: u64,
+}
+
+impl Summary {
+    /// A short human-readable report.
+    pub fn render(&self) -> String {
+        let yuan = |fen: u64| format!("{}.{:02}", fen / 100, fen % 100);
+        let mut out = format!(
+            "period {} to {} (rules version {}): {} sessions, {} claim lines, {} plans, {} integrity events\n",
+            self.from,
+            self.to,
+            self.ruleset_version,
+            self.sessions,
+            self.claims,
+            self.plans,
+            self.integrity_events
+        );
+        out.push_str(&format!(
+            "findings: {} ({} new, {} updated, {} unchanged), money at stake {} yuan\n",
+            self.total.findings,
+            self.stored.new,
+            self.stored.updated,
+            self.stored.unchanged,
+            yuan(self.total.amount_fen)
+        ));
+        for sev in ["red", "yellow", "green"] {
+            let t = self.by_severity.get(sev).copied().unwrap_or_default();
+            out.push_str(&format!(
+                "  {sev:<7} {:>7}  {:>14} yuan\n",
+                t.findings,
+                yuan(t.amount_fen)
+            ));
+        }
+        out.push_str("by rule:\n");
+        for (rule, t) in &self.by_rule {
+            out.push_str(&format!(
+                "  {rule:<26} {:>7}  {:>14} yuan\n",
+                t.findings,
+                yuan(t.amount_fen)
+            ));
+        }
+        out.push_str(&format!(
+            "time: load {} ms, reconcile {} ms, store {} ms\n",
+            self.load_ms, self.reconcile_ms, self.store_ms
+        ));
+        out
+    }
+}
+
+fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
+    if !show {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(6);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Loads `period`, reconciles it under `rules`, upserts the findings (now =
+/// `now_ms`) and returns the summary and the findings. `progress` shows a
+/// progress bar on stderr (the caller checks that stderr is a terminal).
+pub fn run(
+    store: &dyn Store,
+    rules: &Ruleset,
+    period: Period,
+    now_ms: i64,
+    progress: bool,
+) -> Result<(Summary, Vec<Finding>), ReconcileError> {
+    let bar = progress_bar(progress);
+    let mut step = |what: &str| {
+        if let Some(b) = &bar {
+            b.inc(1);
+            b.set_message(format!("loaded {what}"));
+        }
+    };
+    let t = Instant::now();
+    let loaded = load(store, period, &mut step)?;
+    let load_ms = t.elapsed().as_millis() as u64;
+    if let Some(b) = &bar {
+        b.set_message("reconciling");
+    }
+    let t = Instant::now();
+    let findings = wuding_rules::reconcile(rules, &loaded.dataset());
+    let reconcile_ms = t.elapsed().as_millis() as u64;
+    step("findings");
+    if let Some(b) = &bar {
+        b.set_message("storing findings");
+    }
+    let t = Instant::now();
+    let rows: Vec<FindingRow> = findings.iter().map(finding_row).collect();
+    let stored = store.upsert_findings(&rows, now_ms)?;
+    let store_ms = t.elapsed().as_millis() as u64;
+    step("stored");
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut summary = Summary {
+        from: period.from.to_string(),
+        to: period.to.to_string(),
+        ruleset_version: rules.version.clone(),
+        sessions: loaded.sessions.len(),
+        claims: loaded.claims.len(),
+        plans: loaded.plans.len(),
+        integrity_events: loaded.integrity.len(),
+        total: Tally::default(),
+        by_severity: BTreeMap::new(),
+        by_rule: BTreeMap::new(),
+        stored,
+        load_ms,
+        reconcile_ms,
+        store_ms,
+    };
+    for f in &findings {
+        summary.total.add(f.amount_fen);
+        summary
+            .by_severity
+            .entry(f.severity.code().to_owned())
+            .or_default()
+            .add(f.amount_fen);
+        summary
+            .by_rule
+            .entry(f.rule_id.clone())
+            .or_default()
+            .add(f.amount_fen);
+    }
+    Ok((summary, findings))
+}
+
+/// Reads a candidate value as TOML (`0.3`, `10`, `{ HD = 200 }`, `["HD"]`),
+/// or as a string when it is not TOML.
+pub fn parse_value(text: &str) -> toml::Value {
+    #[derive(serde::Deserialize)]
+    struct V {
+        v: toml::Value,
+    }
+    toml::from_str::<V>(&format!("v = {text}"))
+        .map(|v| v.v)
+        .unwrap_or_else(|_| toml::Value::String(text.to_owned()))
+}
+
+/// Threshold what-if over a stored period: `rule` alone, once per value of
+/// `param` (nothing is stored).
+pub fn whatif(
+    store: &dyn Store,
+    rules: &Ruleset,
+    period: Period,
+    rule: &str,
+    param: &str,
+    values: &[toml::Value],
+) -> Result<Vec<WhatIfRow>, ReconcileError> {
+    let id = RuleId::from_code(rule)
+        .ok_or_else(|| ReconcileError::Invalid(format!("`{rule}` is not a built-in rule")))?;
+    let loaded = load(store, period, &mut |_| {})?;
+    whatif::sweep(rules, &loaded.dataset(), id, param, values)
+        .map_err(|e| ReconcileError::Invalid(e.to_string()))
+}
+
+/// The what-if rows as a table.
+pub fn render_whatif(rule: &str, param: &str, rows: &[WhatIfRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:>9} {:>16}  severity\n",
+        format!("{rule}.{param}"),
+        "findings",
+        "yuan"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:>9} {:>16}  {}\n",
+            r.value,
+            r.findings,
+            format!("{}.{:02}", r.amount_fen / 100, r.amount_fen % 100),
+            r.severity.map_or("off", |s| s.code())
+        ));
+    }
+    out
+}
+
+/// Output format of `findings`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+/// The CSV columns of `findings --format csv`.
+pub const CSV_HEADER: &[&str] = &[
+    "id",
+    "rule_id",
+    "severity",
+    "date",
+    "hospital_code",
+    "insured_id",
+    "claim_ids",
+    "record_ids",
+    "amount_fen",
+    "status",
+];
+
+/// Writes findings: CSV (one row per finding, lists `;`-separated) or JSON
+/// (`{"findings": [...]}`, every stored field).
+pub fn write_findings(
+    rows: &[FindingRow],
+    format: Format,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "findings": rows }))?;
+            writeln!(out)
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(CSV_HEADER)?;
+            for f in rows {
+                w.write_record([
+                    f.id.as_str(),
+                    &f.rule_id,
+                    &f.severity,
+                    f.service_date.as_deref().unwrap_or(""),
+                    f.hospital_code.as_deref().unwrap_or(""),
+                    f.insured_id.as_deref().unwrap_or(""),
+                    &f.claim_ids.join(";"),
+                    &f.record_ids.join(";"),
+                    &f.amount_fen.to_string(),
+                    &f.status,
+                ])?;
+            }
+            w.flush()
+        }
+    }
+}
+
+/// The filter of `findings` and `GET /api/v1/admin/findings`, checked.
+pub fn filter(
+    from: Option<&str>,
+    to: Option<&str>,
+    severity: Option<&str>,
+    rule: Option<&str>,
+) -> Result<FindingFilter, ReconcileError> {
+    for d in [from, to].into_iter().flatten() {
+        parse_date(d)?;
+    }
+    if let Some(s) = severity
+        && wuding_rules::Severity::from_code(s).is_none()
+    {
+        return Err(ReconcileError::Invalid(format!(
+            "`{s}` is not a severity (red, yellow, green)"
+        )));
+    }
+    Ok(FindingFilter {
+        from: from.map(str::to_owned),
+        to: to.map(str::to_owned),
+        severity: severity.map(str::to_owned),
+        rule_id: rule.map(str::to_owned),
+    })
+}

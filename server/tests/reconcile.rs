@@ -1,0 +1,495 @@
+//! Reconciliation wired to the store, on both backends: a generated month
+//! loaded as README "Load a generated month" does, reconciled, and checked
+//! against the generator's ground truth (`truth.csv`); stable findings
+//! across runs; the `findings` command's output; threshold what-if.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use wuding_firmware_host::scenario::{ScenarioConfig, generate};
+use wuding_protocol::{ClaimLine, TerminalSigner};
+use wuding_rules::{Finding, Period, Ruleset, Subject};
+use wuding_server::claims::{self, Mapping};
+use wuding_server::ingest::{IngestPolicy, Log, import_records, read_receipts};
+use wuding_server::reconcile::{self, Format};
+use wuding_server::roster::{self, RosterKind};
+use wuding_server::store::{FindingFilter, Store};
+
+const PATIENTS: u32 = 400;
+const SEED: u64 = 20_261_001;
+
+/// The generated month, written once per test process.
+fn month_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let t = Instant::now();
+        let mut cfg = ScenarioConfig::new(PATIENTS, 2026, 10);
+        cfg.seed = SEED;
+        let scenario = generate(&cfg);
+        let dir = tempfile::tempdir().unwrap();
+        scenario.write_to(dir.path()).unwrap();
+        eprintln!(
+            "generated {PATIENTS} patients: {} records, {} claim lines, {} frauds in {:.1} s",
+            scenario.records.len(),
+            scenario.claims.len(),
+            scenario.truth.len(),
+            t.elapsed().as_secs_f64()
+        );
+        dir
+    })
+    .path()
+}
+
+fn file(name: &str) -> std::io::BufReader<std::fs::File> {
+    std::io::BufReader::new(std::fs::File::open(month_dir().join(name)).unwrap())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn october() -> Period {
+    reconcile::period("2026-10-01", "2026-10-31").unwrap()
+}
+
+/// Loads the month exactly as README "Load a generated month" does, through
+/// the library functions behind each command.
+fn load_month(store: &dyn Store) {
+    let t = Instant::now();
+    let r = wuding_server::registry::import_terminals(store, file("terminals.csv")).unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    for (kind, name) in [
+        (RosterKind::Patients, "roster.csv"),
+        (RosterKind::Staff, "staff.csv"),
+        (RosterKind::Plans, "plans.csv"),
+        (RosterKind::Prices, "prices.csv"),
+    ] {
+        let r = roster::import(store, kind, file(name)).unwrap();
+        assert!(r.errors.is_empty(), "{name}: {:?}", r.errors);
+    }
+    let r = claims::import(
+        store,
+        file("claims.csv"),
+        &Mapping::standard(),
+        "claims.csv",
+        |_| {},
+    )
+    .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let log = Log::new(TerminalSigner::from_seed(&[7; 32]));
+    let receipts = read_receipts(file("receipts.csv")).unwrap();
+    let report = import_records(
+        store,
+        &log,
+        &IngestPolicy::default(),
+        file("records.jsonl"),
+        Some(&receipts),
+        &now_ms,
+    )
+    .unwrap();
+    assert!(report.bad_lines.is_empty());
+    eprintln!(
+        "loaded in {:.1} s: {:?}",
+        t.elapsed().as_secs_f64(),
+        report.counts
+    );
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Truth {
+    kind: String,
+    rule_id: String,
+    severity: String,
+    subject: String,
+    claim_ids: String,
+    record_ids: String,
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split(';')
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn truth() -> Vec<Truth> {
+    csv::Reader::from_reader(file("truth.csv"))
+        .deserialize()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn subject_id(f: &Finding) -> Option<&str> {
+    match &f.subject {
+        Subject::Terminal(s) | Subject::Nurse(s) | Subject::Hospital(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Whether a finding rests on this fraud: its claims or records, or its
+/// subject (docs/data-formats.md, truth.csv).
+fn rests_on(f: &Finding, t: &Truth) -> bool {
+    let claims = list(&t.claim_ids);
+    let records = list(&t.record_ids);
+    f.claim_ids.iter().any(|c| claims.contains(c))
+        || f.record_ids.iter().any(|r| records.contains(&r.to_hex()))
+        || (!t.subject.is_empty() && subject_id(f) == Some(t.subject.as_str()))
+}
+
+/// Everything the frauds rest on, for "does this finding belong to some
+/// fraud".
+struct FraudIndex {
+    claims: HashSet<String>,
+    records: HashSet<String>,
+    subjects: HashSet<String>,
+}
+
+impl FraudIndex {
+    fn new(truth: &[Truth]) -> FraudIndex {
+        let mut ix = FraudIndex {
+            claims: HashSet::new(),
+            records: HashSet::new(),
+            subjects: HashSet::new(),
+        };
+        for t in truth {
+            ix.claims.extend(list(&t.claim_ids));
+            ix.records.extend(list(&t.record_ids));
+            if !t.subject.is_empty() {
+                ix.subjects.insert(t.subject.clone());
+            }
+        }
+        ix
+    }
+
+    fn owns(&self, f: &Finding) -> bool {
+        f.claim_ids.iter().any(|c| self.claims.contains(c))
+            || f.record_ids
+                .iter()
+                .any(|r| self.records.contains(&r.to_hex()))
+            || subject_id(f).is_some_and(|s| self.subjects.contains(s))
+    }
+}
+
+fn detection_quality(store: &dyn Store) {
+    load_month(store);
+    let rules = Ruleset::default_rules();
+    let t = Instant::now();
+    let (summary, findings) = reconcile::run(store, &rules, october(), now_ms(), false).unwrap();
+    eprintln!(
+        "reconcile (load + engine + store) in {:.2} s\n{}",
+        t.elapsed().as_secs_f64(),
+        summary.render()
+    );
+    assert_eq!(summary.stored.new as usize, findings.len());
+    let truth = truth();
+    assert!(!truth.is_empty());
+    let ix = FraudIndex::new(&truth);
+
+    // Recall per fraud kind: found by its rule with its severity.
+    let mut per_kind: BTreeMap<&str, (&str, usize, usize)> = BTreeMap::new();
+    let mut missed = Vec::new();
+    for t in &truth {
+        let e = per_kind
+            .entry(t.kind.as_str())
+            .or_insert((t.rule_id.as_str(), 0, 0));
+        e.1 += 1;
+        let found = findings
+            .iter()
+            .any(|f| f.rule_id == t.rule_id && f.severity.code() == t.severity && rests_on(f, t));
+        if found {
+            e.2 += 1;
+        } else {
+            missed.push(t.clone());
+        }
+    }
+    // Precision per rule: of the rule's findings, how many rest on a fraud.
+    let mut per_rule: HashMap<&str, (usize, usize)> = HashMap::new();
+    for f in &findings {
+        let e = per_rule.entry(f.rule_id.as_str()).or_default();
+        e.0 += 1;
+        if ix.owns(f) {
+            e.1 += 1;
+        }
+    }
+    eprintln!(
+        "{:<22} {:<26} {:>8} {:>6} {:>7} {:>9} {:>9}",
+        "kind", "rule", "injected", "found", "recall", "findings", "precision"
+    );
+    for (kind, (rule, injected, found)) in &per_kind {
+        let (n, ok) = per_rule.get(rule).copied().unwrap_or_default();
+        eprintln!(
+            "{kind:<22} {rule:<26} {injected:>8} {found:>6} {:>6.1}% {n:>9} {:>8.1}%",
+            100.0 * *found as f64 / *injected as f64,
+            if n == 0 {
+                0.0
+            } else {
+                100.0 * ok as f64 / n as f64
+            }
+        );
+    }
+    assert!(missed.is_empty(), "frauds not found: {missed:#?}");
+
+    // No honest claim or session gets a red finding.
+    let honest_red: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity.code() == "red" && !ix.owns(f))
+        .collect();
+    assert!(
+        honest_red.is_empty(),
+        "red findings on honest data: {honest_red:#?}"
+    );
+    // Yellow findings on honest sessions stay under 1%.
+    let honest_sessions = summary.sessions - ix.records.len().min(summary.sessions);
+    let honest_yellow = findings
+        .iter()
+        .filter(|f| f.severity.code() == "yellow" && !ix.owns(f))
+        .count();
+    eprintln!(
+        "honest yellow findings: {honest_yellow} over {honest_sessions} honest sessions ({:.2}%)",
+        100.0 * honest_yellow as f64 / honest_sessions as f64
+    );
+    assert!(
+        (honest_yellow as f64) < 0.01 * honest_sessions as f64,
+        "{honest_yellow} yellow findings on honest data: {:#?}",
+        findings
+            .iter()
+            .filter(|f| f.severity.code() == "yellow" && !ix.owns(f))
+            .collect::<Vec<_>>()
+    );
+}
+
+both_backends!(every_injected_fraud_is_found, detection_quality);
+
+fn all(store: &dyn Store) -> Vec<wuding_server::store::FindingRow> {
+    store.findings(&FindingFilter::default()).unwrap()
+}
+
+both_backends!(
+    findings_are_stable_and_updated_in_place,
+    |store: &dyn Store| {
+        load_month(store);
+        let rules = Ruleset::default_rules();
+        let (first, f1) = reconcile::run(store, &rules, october(), 1_000, false).unwrap();
+        let stored1 = all(store);
+        assert_eq!(stored1.len(), f1.len());
+        // Same data: same findings, nothing new, nothing changed.
+        let (second, f2) = reconcile::run(store, &rules, october(), 2_000, false).unwrap();
+        assert_eq!(
+            f1.iter().map(|f| f.id).collect::<Vec<_>>(),
+            f2.iter().map(|f| f.id).collect::<Vec<_>>()
+        );
+        assert_eq!(second.stored.new, 0);
+        assert_eq!(second.stored.updated, 0);
+        assert_eq!(second.stored.unchanged as usize, f1.len());
+        assert_eq!(second.total, first.total);
+        let stored2 = all(store);
+        assert_eq!(stored2.len(), stored1.len());
+        for (a, b) in stored1.iter().zip(&stored2) {
+            assert_eq!((a.id.as_str(), a.first_seen_ms), (b.id.as_str(), 1_000));
+            assert_eq!(b.last_seen_ms, 2_000);
+            assert_eq!(b.status, "open");
+        }
+
+        // New data: a phantom claim (a copy of an honest line on a day the
+        // patient has nothing) adds one finding; nothing is duplicated.
+        let period = october();
+        let claims = store
+            .claims_between(&period.from.to_string(), &period.to.to_string())
+            .unwrap();
+        let busy: HashSet<(String, String)> = claims
+            .iter()
+            .map(|c| (c.insured_id.clone(), c.service_date.to_string()))
+            .collect();
+        let base = claims
+            .iter()
+            .find(|c| c.service_kind.code() == "HD")
+            .unwrap();
+        let free_day = (1..=31)
+            .map(|d| format!("2026-10-{d:02}"))
+            .find(|d| !busy.contains(&(base.insured_id.clone(), d.clone())))
+            .unwrap();
+        let extra = ClaimLine {
+            claim_id: "C-EXTRA-0000001".into(),
+            service_date: free_day.parse().unwrap(),
+            ..base.clone()
+        };
+        assert_eq!(store.insert_claims(&[extra], "test").unwrap(), 1);
+        let (third, f3) = reconcile::run(store, &rules, october(), 3_000, false).unwrap();
+        assert!(third.stored.new >= 1, "{:?}", third.stored);
+        assert!(f3.iter().any(|f| f.rule_id == "phantom_session"
+            && f.claim_ids == vec!["C-EXTRA-0000001".to_string()]));
+        let stored3 = all(store);
+        let ids: HashSet<&str> = stored3.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids.len(), stored3.len(), "one row per finding id");
+        assert_eq!(
+            stored3.len(),
+            stored2.len() + third.stored.new as usize,
+            "new data adds findings, it does not duplicate them"
+        );
+        for old in &stored2 {
+            let now = stored3.iter().find(|f| f.id == old.id).unwrap();
+            assert_eq!(now.first_seen_ms, 1_000, "first seen is kept");
+        }
+
+        // New evidence for a known id updates the row in place.
+        let mut changed = stored3[0].clone();
+        changed.amount_fen += 100;
+        let counts = store.upsert_findings(&[changed.clone()], 4_000).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 1, 0));
+        let after = all(store);
+        assert_eq!(after.len(), stored3.len());
+        let row = after.iter().find(|f| f.id == changed.id).unwrap();
+        assert_eq!(row.amount_fen, changed.amount_fen);
+        assert_eq!(row.first_seen_ms, stored3[0].first_seen_ms);
+        assert_eq!(row.last_seen_ms, 4_000);
+    }
+);
+
+both_backends!(what_if_is_monotone, |store: &dyn Store| {
+    load_month(store);
+    let rules = Ruleset::default_rules();
+    for (rule, param, values) in [
+        ("fallback_rate_nurse", "max_rate", "0.05,0.1,0.25,0.5,0.9"),
+        (
+            "peer_sessions",
+            "max_ratio_to_median",
+            "1.0,1.05,1.12,1.3,2.0",
+        ),
+        ("late_sync", "min_delay_hours", "1,24,72,200"),
+    ] {
+        let values: Vec<toml::Value> = values.split(',').map(reconcile::parse_value).collect();
+        let rows = reconcile::whatif(store, &rules, october(), rule, param, &values).unwrap();
+        eprint!("{}", reconcile::render_whatif(rule, param, &rows));
+        assert_eq!(rows.len(), values.len());
+        for w in rows.windows(2) {
+            assert!(
+                w[1].findings <= w[0].findings && w[1].amount_fen <= w[0].amount_fen,
+                "{rule}.{param}: a stricter threshold never finds more: {rows:?}"
+            );
+        }
+        assert!(
+            rows[0].findings > 0,
+            "{rule}: the loosest threshold finds something"
+        );
+    }
+    // Nothing is stored by a what-if.
+    assert!(all(store).is_empty());
+    // Unknown rule or parameter: a clear error.
+    assert!(reconcile::whatif(store, &rules, october(), "nope", "x", &[]).is_err());
+    assert!(reconcile::whatif(store, &rules, october(), "late_sync", "nope", &[]).is_err());
+});
+
+fn server_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wuding-server"))
+}
+
+fn run_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(server_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn findings_command(db: &common::TestDb) {
+    load_month(&*db.store);
+    let summary = run_cli(&[
+        "reconcile",
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-10-31",
+        "--db",
+        db.url.as_str(),
+    ]);
+    assert!(summary.contains("findings: "), "{summary}");
+    let expected = db
+        .store
+        .findings(&FindingFilter {
+            from: Some("2026-10-01".into()),
+            to: Some("2026-10-31".into()),
+            severity: Some("red".into()),
+            rule_id: Some("phantom_session".into()),
+        })
+        .unwrap();
+    assert!(!expected.is_empty());
+    let filter = [
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-10-31",
+        "--severity",
+        "red",
+        "--rule",
+        "phantom_session",
+        "--db",
+        db.url.as_str(),
+    ];
+    // CSV: the documented header, one row per finding.
+    let csv_text = run_cli(&[&["findings", "--format", "csv"][..], &filter[..]].concat());
+    let mut r = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(
+        r.headers().unwrap().iter().collect::<Vec<_>>(),
+        reconcile::CSV_HEADER
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.unwrap()).collect();
+    assert_eq!(rows.len(), expected.len());
+    for (row, f) in rows.iter().zip(&expected) {
+        assert_eq!(&row[0], f.id);
+        assert_eq!(&row[1], "phantom_session");
+        assert_eq!(&row[2], "red");
+        assert_eq!(&row[3], f.service_date.as_deref().unwrap_or(""));
+        assert_eq!(&row[5], f.insured_id.as_deref().unwrap_or(""));
+        assert_eq!(&row[6], f.claim_ids.join(";"));
+        assert!(!row[6].is_empty(), "a phantom names its claim");
+        assert_eq!(row[8].parse::<u64>().unwrap(), f.amount_fen);
+        assert_eq!(&row[9], "open");
+    }
+    // The same through the library writer the command uses.
+    let mut buf = Vec::new();
+    reconcile::write_findings(&expected, Format::Csv, &mut buf).unwrap();
+    assert_eq!(String::from_utf8(buf).unwrap(), csv_text);
+    // JSON: the same findings with every stored field.
+    let json_text = run_cli(&[&["findings", "--format", "json"][..], &filter[..]].concat());
+    let v: serde_json::Value = serde_json::from_str(&json_text).unwrap();
+    let list = v["findings"].as_array().unwrap();
+    assert_eq!(list.len(), expected.len());
+    for (j, f) in list.iter().zip(&expected) {
+        assert_eq!(j["id"], f.id.as_str());
+        assert_eq!(j["rule_id"], "phantom_session");
+        assert_eq!(j["severity"], "red");
+        assert_eq!(j["amount_fen"], f.amount_fen);
+        assert_eq!(j["status"], "open");
+        assert!(j["explanation_en"].as_str().unwrap().len() > 5);
+    }
+    // A bad filter is a clear error.
+    let out = std::process::Command::new(server_bin())
+        .args(["findings", "--severity", "purple", "--db", db.url.as_str()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a severity"));
+}
+
+#[test]
+fn findings_command_sqlite() {
+    findings_command(&common::sqlite());
+}
+
+#[test]
+fn findings_command_postgres() {
+    findings_command(&common::postgres());
+}
