@@ -493,3 +493,102 @@ fn findings_command_sqlite() {
 fn findings_command_postgres() {
     findings_command(&common::postgres());
 }
+
+/// `POST /api/v1/admin/reconcile` and `GET /api/v1/admin/findings` behind
+/// the admin token.
+fn admin_api(db: common::TestDb) {
+    use wuding_server::http::{AdminToken, AppState, Metrics, ServerOptions, router_with};
+    const TOKEN: &str = "reconcile-admin-token-1234";
+    load_month(&*db.store);
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::from(wuding_server::store::open(&db.url).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let state = AppState {
+            store: store.clone(),
+            log: std::sync::Arc::new(Log::new(TerminalSigner::from_seed(&[5; 32]))),
+            policy: IngestPolicy::default(),
+            metrics: std::sync::Arc::new(Metrics::default()),
+            clock: std::sync::Arc::new(now_ms),
+        };
+        let options = ServerOptions {
+            admin_token: AdminToken::new(TOKEN),
+            ..ServerOptions::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = router_with(state, options);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = reqwest::Client::new();
+        let url = format!("{base}/api/v1/admin/reconcile");
+        let body = r#"{"from":"2026-10-01","to":"2026-10-31"}"#;
+        // No token: refused.
+        let r = http.post(&url).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let summary: serde_json::Value = r.json().await.unwrap();
+        let total = summary["total"]["findings"].as_u64().unwrap();
+        assert!(total > 0);
+        assert_eq!(summary["stored"]["new"].as_u64().unwrap(), total);
+        assert!(summary["by_severity"]["red"]["findings"].as_u64().unwrap() > 0);
+        // A bad period: 422.
+        let r = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .body(r#"{"from":"2026-10-31","to":"2026-10-01"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let r = http
+            .get(format!(
+                "{base}/api/v1/admin/findings?from=2026-10-01&to=2026-10-31&severity=red&rule=phantom_session"
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        let list = v["findings"].as_array().unwrap();
+        assert!(!list.is_empty());
+        assert!(
+            list.iter()
+                .all(|f| f["rule_id"] == "phantom_session" && f["severity"] == "red")
+        );
+        let all: serde_json::Value = http
+            .get(format!("{base}/api/v1/admin/findings"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all["findings"].as_array().unwrap().len() as u64, total);
+    });
+    drop(runtime);
+    drop(store);
+    drop(db);
+}
+
+#[test]
+fn admin_api_sqlite() {
+    admin_api(common::sqlite());
+}
+
+#[test]
+fn admin_api_postgres() {
+    admin_api(common::postgres());
+}
