@@ -370,6 +370,12 @@ impl Devices {
         });
     }
 
+    /// Switches the fingerprint module between instant and realistic
+    /// timings (benchmarks enrol quickly, then measure realistically).
+    pub fn set_fingerprint_timings(&self, timings: Timings) {
+        lock(&self.fingerprint.core).set_timings(timings);
+    }
+
     pub fn lift_finger(&self) {
         lock(&self.fingerprint.core).lift();
     }

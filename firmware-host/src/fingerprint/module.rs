@@ -203,6 +203,11 @@ impl Module {
         &self.config
     }
 
+    /// Changes how long the module takes from now on.
+    pub fn set_timings(&mut self, timings: Timings) {
+        self.config.timings = timings;
+    }
+
     fn parameters(&self) -> SystemParameters {
         let mut status = 0u16;
         if self.last_matched {
