@@ -294,7 +294,12 @@ pub async fn start_server(
     store: std::sync::Arc<dyn wuding_server::store::Store>,
     log_seed: u8,
 ) -> String {
-    start_server_with(store, log_seed, wuding_server::http::ServerOptions::default()).await
+    start_server_with(
+        store,
+        log_seed,
+        wuding_server::http::ServerOptions::default(),
+    )
+    .await
 }
 
 /// Like [`start_server`], with server options (an administrator token, the
