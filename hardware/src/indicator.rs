@@ -2,10 +2,10 @@
 //! light and sound as well as on the screen (many patients cannot read the
 //! screen from the chair).
 //!
-//! [`pattern`] is pure: a signal in, a list of (LED, buzzer, duration)
-//! steps out. [`Indicators`] plays a pattern on any two embedded-hal 1.0
-//! output pins with any delay provider; on the Raspberry Pi those are
-//! `rppal` GPIO pins (feature `rpi`, see [`crate::rpi`]).
+//! [`pattern`] is pure: a signal in, a list of (green LED, red LED,
+//! buzzer, duration) steps out. [`Indicators`] plays a pattern on any three
+//! embedded-hal 1.0 output pins with any delay provider; on the Raspberry
+//! Pi those are `rppal` GPIO pins (feature `rpi`, see [`crate::rpi`]).
 
 use std::time::Duration;
 
@@ -15,26 +15,28 @@ use embedded_hal::digital::OutputPin;
 /// What the terminal wants to say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// Identity confirmed, record signed: one short beep, LED on.
+    /// Identity confirmed, record signed: one short beep, green LED on.
     Success,
-    /// Refused or failed: three short beeps, LED flashing.
+    /// Refused or failed: three short beeps, red LED flashing with them.
     Failure,
-    /// Waiting for the patient (place finger, tap card): LED blinks once,
-    /// no sound.
+    /// Waiting for the patient (place finger, tap card): green LED blinks
+    /// once, no sound.
     Attention,
 }
 
 /// One step of a pattern.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
-    pub led: bool,
+    pub green: bool,
+    pub red: bool,
     pub buzzer: bool,
     pub duration: Duration,
 }
 
-const fn step(led: bool, buzzer: bool, ms: u64) -> Step {
+const fn step(green: bool, red: bool, buzzer: bool, ms: u64) -> Step {
     Step {
-        led,
+        green,
+        red,
         buzzer,
         duration: Duration::from_millis(ms),
     }
@@ -43,20 +45,20 @@ const fn step(led: bool, buzzer: bool, ms: u64) -> Step {
 /// The pattern of a signal. Every pattern ends with both outputs off.
 pub fn pattern(signal: Signal) -> &'static [Step] {
     const SUCCESS: [Step; 3] = [
-        step(true, true, 120),
-        step(true, false, 600),
-        step(false, false, 0),
+        step(true, false, true, 120),
+        step(true, false, false, 600),
+        step(false, false, false, 0),
     ];
     const FAILURE: [Step; 7] = [
-        step(true, true, 90),
-        step(false, false, 90),
-        step(true, true, 90),
-        step(false, false, 90),
-        step(true, true, 90),
-        step(false, false, 90),
-        step(false, false, 0),
+        step(false, true, true, 90),
+        step(false, false, false, 90),
+        step(false, true, true, 90),
+        step(false, false, false, 90),
+        step(false, true, true, 90),
+        step(false, false, false, 90),
+        step(false, false, false, 0),
     ];
-    const ATTENTION: [Step; 2] = [step(true, false, 250), step(false, false, 0)];
+    const ATTENTION: [Step; 2] = [step(true, false, false, 250), step(false, false, false, 0)];
     match signal {
         Signal::Success => &SUCCESS,
         Signal::Failure => &FAILURE,
@@ -64,9 +66,10 @@ pub fn pattern(signal: Signal) -> &'static [Step] {
     }
 }
 
-/// An LED and a buzzer on two output pins.
-pub struct Indicators<L, B> {
-    led: L,
+/// A green LED, a red LED and a buzzer on three output pins.
+pub struct Indicators<G, R, B> {
+    green: G,
+    red: R,
     buzzer: B,
 }
 
@@ -78,37 +81,30 @@ pub struct IndicatorError {
     pub kind: embedded_hal::digital::ErrorKind,
 }
 
-impl<L: OutputPin, B: OutputPin> Indicators<L, B> {
-    pub fn new(led: L, buzzer: B) -> Indicators<L, B> {
-        Indicators { led, buzzer }
+fn level<P: OutputPin>(pin: &mut P, high: bool, name: &'static str) -> Result<(), IndicatorError> {
+    use embedded_hal::digital::Error;
+    let r = if high { pin.set_high() } else { pin.set_low() };
+    r.map_err(|e| IndicatorError {
+        pin: name,
+        kind: e.kind(),
+    })
+}
+
+impl<G: OutputPin, R: OutputPin, B: OutputPin> Indicators<G, R, B> {
+    pub fn new(green: G, red: R, buzzer: B) -> Indicators<G, R, B> {
+        Indicators { green, red, buzzer }
     }
 
-    fn set(&mut self, led: bool, buzzer: bool) -> Result<(), IndicatorError> {
-        use embedded_hal::digital::Error;
-        let r = if led {
-            self.led.set_high()
-        } else {
-            self.led.set_low()
-        };
-        r.map_err(|e| IndicatorError {
-            pin: "led",
-            kind: e.kind(),
-        })?;
-        let r = if buzzer {
-            self.buzzer.set_high()
-        } else {
-            self.buzzer.set_low()
-        };
-        r.map_err(|e| IndicatorError {
-            pin: "buzzer",
-            kind: e.kind(),
-        })
+    fn set(&mut self, s: &Step) -> Result<(), IndicatorError> {
+        level(&mut self.green, s.green, "green LED")?;
+        level(&mut self.red, s.red, "red LED")?;
+        level(&mut self.buzzer, s.buzzer, "buzzer")
     }
 
     /// Plays a signal to the end (about a second at most).
     pub fn play(&mut self, signal: Signal, delay: &mut impl DelayNs) -> Result<(), IndicatorError> {
         for s in pattern(signal) {
-            self.set(s.led, s.buzzer)?;
+            self.set(s)?;
             if !s.duration.is_zero() {
                 delay.delay_ms(s.duration.as_millis() as u32);
             }
@@ -116,8 +112,8 @@ impl<L: OutputPin, B: OutputPin> Indicators<L, B> {
         Ok(())
     }
 
-    pub fn release(self) -> (L, B) {
-        (self.led, self.buzzer)
+    pub fn release(self) -> (G, R, B) {
+        (self.green, self.red, self.buzzer)
     }
 }
 
@@ -175,15 +171,37 @@ mod tests {
 
     fn beeps(signal: Signal) -> (usize, u64) {
         let log = Log::default();
-        let mut ind = Indicators::new(Pin("led", log.clone()), Pin("buzzer", log.clone()));
+        let mut ind = Indicators::new(
+            Pin("green", log.clone()),
+            Pin("red", log.clone()),
+            Pin("buzzer", log.clone()),
+        );
         ind.play(signal, &mut Clock(log.clone())).unwrap();
         let l = log.0.borrow();
         let buzzer: Vec<_> = l.1.iter().filter(|e| e.1 == "buzzer").collect();
         let rising = buzzer.windows(2).filter(|w| !w[0].2 && w[1].2).count()
             + usize::from(buzzer.first().is_some_and(|e| e.2));
         // Everything ends off.
-        assert_eq!(l.1.iter().rev().take(2).filter(|e| e.2).count(), 0);
+        assert_eq!(l.1.iter().rev().take(3).filter(|e| e.2).count(), 0);
         (rising, l.0)
+    }
+
+    fn lit(signal: Signal, led: &str) -> bool {
+        let log = Log::default();
+        let mut ind = Indicators::new(
+            Pin("green", log.clone()),
+            Pin("red", log.clone()),
+            Pin("buzzer", log.clone()),
+        );
+        ind.play(signal, &mut Clock(log.clone())).unwrap();
+        log.0.borrow().1.iter().any(|e| e.1 == led && e.2)
+    }
+
+    #[test]
+    fn failure_is_red_and_success_green() {
+        assert!(lit(Signal::Failure, "red") && !lit(Signal::Failure, "green"));
+        assert!(lit(Signal::Success, "green") && !lit(Signal::Success, "red"));
+        assert!(!lit(Signal::Attention, "red"));
     }
 
     #[test]

@@ -20,15 +20,17 @@ pub enum PiOpenError {
     Reader(String),
 }
 
-/// Opens the LED and buzzer outputs (both start low).
+/// Opens the green LED, red LED and buzzer outputs (all start low).
 pub fn open_indicators(
-    led_gpio: u8,
+    green_gpio: u8,
+    red_gpio: u8,
     buzzer_gpio: u8,
-) -> Result<Indicators<OutputPin, OutputPin>, PiOpenError> {
+) -> Result<Indicators<OutputPin, OutputPin, OutputPin>, PiOpenError> {
     let gpio = Gpio::new()?;
-    let led = gpio.get(led_gpio)?.into_output_low();
+    let green = gpio.get(green_gpio)?.into_output_low();
+    let red = gpio.get(red_gpio)?.into_output_low();
     let buzzer = gpio.get(buzzer_gpio)?.into_output_low();
-    Ok(Indicators::new(led, buzzer))
+    Ok(Indicators::new(green, red, buzzer))
 }
 
 /// Opens an MFRC522 on SPI0 with chip-select CE0 (or CE1), mode 0, 1 MHz.

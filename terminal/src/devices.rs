@@ -59,9 +59,10 @@ impl Indicator for NoIndicator {
 }
 
 /// GPIO LED and buzzer through `wuding_hardware::indicator`.
-impl<L, B> Indicator for wuding_hardware::indicator::Indicators<L, B>
+impl<G, R, B> Indicator for wuding_hardware::indicator::Indicators<G, R, B>
 where
-    L: embedded_hal::digital::OutputPin + Send,
+    G: embedded_hal::digital::OutputPin + Send,
+    R: embedded_hal::digital::OutputPin + Send,
     B: embedded_hal::digital::OutputPin + Send,
 {
     fn indicate(&mut self, signal: Signal) {

@@ -380,7 +380,7 @@ fn open_fingerprint(
 fn open_indicator(devices: &crate::config::DevicesSection) -> Box<dyn Indicator> {
     #[cfg(feature = "rpi")]
     if let Some(pins) = &devices.indicators {
-        match wuding_hardware::rpi::open_indicators(pins.green_led, pins.buzzer) {
+        match wuding_hardware::rpi::open_indicators(pins.green_led, pins.red_led, pins.buzzer) {
             Ok(i) => return Box::new(i),
             Err(e) => {
                 tracing::warn!(error = %e, "indicators unavailable (check devices.indicators and the gpio group)")
