@@ -51,6 +51,17 @@ struct ClaimView {
     date: Date,
 }
 
+/// What every finding about one session record shares.
+struct OnRecord<'r> {
+    date: Date,
+    rid: &'r str,
+    hospital: &'r str,
+    patient: &'r str,
+    claim_ids: &'r [String],
+    record_id: RecordId,
+    amount: u64,
+}
+
 struct Engine<'a> {
     rs: &'a Ruleset,
     data: &'a Dataset<'a>,
@@ -191,6 +202,23 @@ impl<'a> Engine<'a> {
             amount_fen,
             explanation,
         });
+    }
+
+    /// A finding about one attested session record: subject, date,
+    /// hospital, patient, claim and money at stake are the record's.
+    fn push_on_record(&mut self, rule: RuleId, on: &OnRecord<'_>, explanation: Text) {
+        self.push(
+            rule,
+            Some(on.date),
+            Subject::Record(on.rid.to_owned()),
+            &[on.rid],
+            Some(on.hospital),
+            Some(on.patient),
+            on.claim_ids.to_vec(),
+            vec![on.record_id],
+            on.amount,
+            explanation,
+        );
     }
 
     // ---------------------------------------------------------------- slots
@@ -506,9 +534,16 @@ impl<'a> Engine<'a> {
                 c => vec![self.claim(c).claim_id.clone()],
             };
             let rid = s.record_id.to_hex();
-            let hospital = r.hospital_code.as_str();
-            let patient = r.patient.insured_id.as_str();
             let date = view.date;
+            let on = OnRecord {
+                date,
+                rid: &rid,
+                hospital: &r.hospital_code,
+                patient: &r.patient.insured_id,
+                claim_ids: &claim_ids,
+                record_id: s.record_id,
+                amount,
+            };
 
             if fallback {
                 let reason = match &r.check_in.identity {
@@ -520,16 +555,9 @@ impl<'a> Engine<'a> {
                         _ => "",
                     },
                 };
-                self.push(
+                self.push_on_record(
                     RuleId::SupervisedFallback,
-                    Some(date),
-                    Subject::Record(rid.clone()),
-                    &[&rid],
-                    Some(hospital),
-                    Some(patient),
-                    claim_ids.clone(),
-                    vec![s.record_id],
-                    amount,
+                    &on,
                     Text {
                         zh: format!("{date} 的治疗以人工监督核验代替指纹（{reason}）"),
                         en: format!(
@@ -539,16 +567,9 @@ impl<'a> Engine<'a> {
                 );
             }
             if short && let (Some(m), Some(min)) = (minutes, min_minutes) {
-                self.push(
+                self.push_on_record(
                     RuleId::ShortDialysis,
-                    Some(date),
-                    Subject::Record(rid.clone()),
-                    &[&rid],
-                    Some(hospital),
-                    Some(patient),
-                    claim_ids.clone(),
-                    vec![s.record_id],
-                    amount,
+                    &on,
                     Text {
                         zh: format!("{date} {kind} 透析仅 {m} 分钟，低于 {min} 分钟"),
                         en: format!("{kind} on {date} lasted {m} min, under the minimum of {min}"),
@@ -556,16 +577,9 @@ impl<'a> Engine<'a> {
                 );
             }
             if missing_hit {
-                self.push(
+                self.push_on_record(
                     RuleId::MissingCheckout,
-                    Some(date),
-                    Subject::Record(rid.clone()),
-                    &[&rid],
-                    Some(hospital),
-                    Some(patient),
-                    claim_ids.clone(),
-                    vec![s.record_id],
-                    amount,
+                    &on,
                     Text {
                         zh: format!("{date} {kind} 只有签到，没有签退"),
                         en: format!("{kind} on {date}: checked in, never checked out"),
@@ -575,16 +589,9 @@ impl<'a> Engine<'a> {
             if skew {
                 let t = &r.terminal_id;
                 let min = skew_ms / 60_000;
-                self.push(
+                self.push_on_record(
                     RuleId::ClockSkew,
-                    Some(date),
-                    Subject::Record(rid.clone()),
-                    &[&rid],
-                    Some(hospital),
-                    Some(patient),
-                    claim_ids.clone(),
-                    vec![s.record_id],
-                    amount,
+                    &on,
                     Text {
                         zh: format!("终端 {t} 记录时间超前服务器接收时间 {min} 分钟"),
                         en: format!("terminal {t}: record dated {min} min ahead of its receipt"),
@@ -594,16 +601,9 @@ impl<'a> Engine<'a> {
             if late {
                 let t = &r.terminal_id;
                 let hours = delay_ms / 3_600_000;
-                self.push(
+                self.push_on_record(
                     RuleId::LateSync,
-                    Some(date),
-                    Subject::Record(rid.clone()),
-                    &[&rid],
-                    Some(hospital),
-                    Some(patient),
-                    claim_ids.clone(),
-                    vec![s.record_id],
-                    amount,
+                    &on,
                     Text {
                         zh: format!("终端 {t} 的记录签名后 {hours} 小时才上传"),
                         en: format!("terminal {t}: record arrived {hours} h after signing"),
@@ -626,8 +626,8 @@ impl<'a> Engine<'a> {
                         severity: comp.severity,
                         date: Some(date),
                         subject: Subject::Record(rid.clone()),
-                        hospital_code: Some(hospital.to_owned()),
-                        insured_id: Some(patient.to_owned()),
+                        hospital_code: Some(on.hospital.to_owned()),
+                        insured_id: Some(on.patient.to_owned()),
                         claim_ids: claim_ids.clone(),
                         record_ids: vec![s.record_id],
                         amount_fen: amount,
