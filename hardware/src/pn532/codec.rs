@@ -149,6 +149,8 @@ pub enum FrameError {
     BadDataChecksum { computed: u8, found: u8 },
     #[error("unknown frame identifier (TFI) {0:#04X}")]
     UnknownTfi(u8),
+    #[error("information frame without a command code (LEN 1)")]
+    NoCommandCode,
     #[error("error frame with {0} bytes (must be exactly the TFI 0x7F)")]
     BadErrorFrame(u16),
     #[error("{direction:?} frame is not valid in the {role:?} role")]
@@ -353,6 +355,9 @@ fn parse_raw(buf: &[u8]) -> Result<Status<(RawFrame, usize)>, FrameError> {
         return Ok(Status::Partial);
     };
     let direction = match tfi {
+        TFI_HOST_TO_PN532 | TFI_PN532_TO_HOST if frame_len == 1 => {
+            return Err(FrameError::NoCommandCode);
+        }
         TFI_HOST_TO_PN532 => Some(Direction::HostToPn532),
         TFI_PN532_TO_HOST => Some(Direction::Pn532ToHost),
         TFI_ERROR if frame_len == 1 => None,
@@ -536,6 +541,18 @@ mod tests {
             d.push(&bytes);
             assert_eq!(d.next_frame().unwrap(), Some(Frame::command(&data)));
         }
+    }
+
+    #[test]
+    fn an_information_frame_without_a_command_code_is_refused() {
+        // 00 00 FF 01 FF D5 2B 00: LEN 1, only the TFI (found by fuzzing:
+        // it decoded but could not be encoded again).
+        let bytes = [0x00, 0x00, 0xFF, 0x01, 0xFF, 0xD5, 0x2B, 0x00];
+        assert_eq!(parse_frame(&bytes[1..]), Err(FrameError::NoCommandCode));
+        let mut d = Decoder::new(Role::Host);
+        d.push(&bytes);
+        assert_eq!(d.next_frame(), Err(FrameError::NoCommandCode));
+        assert_eq!(d.next_frame(), Ok(None));
     }
 
     #[test]
