@@ -100,12 +100,25 @@ pub struct AppError {
 }
 
 impl AppError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> AppError {
         AppError {
             status,
             code,
             message: message.into(),
         }
+    }
+
+    /// The message shown to the user.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     fn unauthorized(message: impl Into<String>) -> AppError {
@@ -143,7 +156,7 @@ impl IntoResponse for AppError {
 /// Runs database work on plain OS threads outside the async runtime. (The
 /// synchronous PostgreSQL client drives its own small runtime and must not
 /// be called from tokio's threads, not even its blocking pool.)
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -269,6 +282,23 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/admin/claims",
     "/api/v1/admin/reconcile",
     "/api/v1/admin/findings",
+    "/api/v1/app/login",
+    "/api/v1/app/logout",
+    "/api/v1/app/me",
+    "/api/v1/app/dashboard",
+    "/api/v1/app/findings",
+    "/api/v1/app/findings/{id}",
+    "/api/v1/app/findings/{id}/actions",
+    "/api/v1/app/findings/{id}/reveal",
+    "/api/v1/app/findings/{id}/attachments/{n}",
+    "/api/v1/app/export",
+    "/api/v1/app/rules",
+    "/api/v1/app/rules/whatif",
+    "/api/v1/app/terminals",
+    "/api/v1/app/terminals/{id}/approve",
+    "/api/v1/app/terminals/{id}/revoke",
+    "/api/v1/app/users",
+    "/api/v1/app/audit",
 ];
 
 /// The API router (no admin API, no templates).
@@ -305,6 +335,7 @@ pub fn router_with(state: AppState, options: ServerOptions) -> Router {
         .route("/api/v1/admin/claims", post(admin_claims))
         .route("/api/v1/admin/reconcile", post(admin_reconcile))
         .route("/api/v1/admin/findings", get(admin_findings))
+        .merge(crate::web::routes())
         .layer(Extension(options))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -1078,7 +1109,9 @@ mod tests {
         for route in ROUTES {
             let path = route
                 .replace("{terminal_id}", "T-1")
-                .replace("{kind}", "patients");
+                .replace("{kind}", "patients")
+                .replace("{id}", "x")
+                .replace("{n}", "0");
             for method in ["GET", "POST", "PUT"] {
                 let req = axum::http::Request::builder()
                     .method(method)

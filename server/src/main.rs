@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         action: TerminalAction,
     },
+    /// Users of the auditor application.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Import signed records (JSON lines of envelopes) from a terminal that
     /// was offline for a long time.
     ImportRecords {
@@ -185,6 +190,49 @@ enum Command {
 enum FindingsFormat {
     Csv,
     Json,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Adds a user. The password comes from the environment variable
+    /// WUDING_PASSWORD, or is asked for when stdin is a terminal.
+    Add {
+        username: String,
+        /// auditor, senior_auditor, hospital or admin.
+        #[arg(long)]
+        role: String,
+        /// The institution of a hospital user.
+        #[arg(long)]
+        hospital: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        db: Db,
+    },
+    /// Sets a new password (from WUDING_PASSWORD or asked for) and unlocks.
+    Password {
+        username: String,
+        #[command(flatten)]
+        db: Db,
+    },
+    List {
+        #[command(flatten)]
+        db: Db,
+    },
+}
+
+/// The password for `user add` / `user password`.
+fn password_input() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("WUDING_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("set WUDING_PASSWORD (stdin is not a terminal to ask on)");
+    }
+    eprint!("password (at least 10 characters, shown as you type): ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 #[derive(Subcommand)]
@@ -341,6 +389,53 @@ fn main() -> anyhow::Result<()> {
             TerminalAction::Revoke { terminal_id, db } => {
                 open(&db)?.revoke_terminal(&terminal_id, now_ms())?;
                 println!("revoked {terminal_id}: records it signed from now on are refused");
+                Ok(())
+            }
+        },
+        Command::User { action } => match action {
+            UserAction::Add {
+                username,
+                role,
+                hospital,
+                name,
+                db,
+            } => {
+                let store = open(&db)?;
+                let role = wuding_server::casework::Role::parse(&role).with_context(|| {
+                    format!("role `{role}`: use auditor, senior_auditor, hospital or admin")
+                })?;
+                let password = password_input()?;
+                let user = wuding_server::web::add_user(
+                    &*store,
+                    &username,
+                    &name,
+                    role,
+                    hospital.as_deref(),
+                    &password,
+                    now_ms(),
+                )
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+                println!("added {} ({})", user.username, user.role);
+                Ok(())
+            }
+            UserAction::Password { username, db } => {
+                let store = open(&db)?;
+                let hash = wuding_server::casework::hash_password(&password_input()?)?;
+                store.set_password(&username, &hash)?;
+                println!("new password set for {username}; the account is unlocked");
+                Ok(())
+            }
+            UserAction::List { db } => {
+                let store = open(&db)?;
+                for u in store.users()? {
+                    println!(
+                        "{:<24} {:<16} {:<14} {}",
+                        u.username,
+                        u.role,
+                        u.hospital_code.as_deref().unwrap_or("-"),
+                        u.display_name
+                    );
+                }
                 Ok(())
             }
         },

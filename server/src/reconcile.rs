@@ -22,7 +22,9 @@ use wuding_rules::{
     AttestedSession, Dataset, Finding, IntegrityEvent, IntegrityKind, Period, RuleId, Ruleset,
 };
 
-use crate::store::{Alarm, FindingFilter, FindingRow, Store, StoreError, UpsertCounts};
+use crate::store::{
+    Alarm, FindingFilter, FindingRow, HospitalMonth, Store, StoreError, UpsertCounts,
+};
 
 #[derive(Debug, Error)]
 pub enum ReconcileError {
@@ -330,6 +332,12 @@ pub fn run(
     let t = Instant::now();
     let rows: Vec<FindingRow> = findings.iter().map(finding_row).collect();
     let stored = store.upsert_findings(&rows, now_ms)?;
+    let months = hospital_months(&loaded, &findings);
+    let (from_month, to_month) = (
+        period.from.to_string()[..7].to_owned(),
+        period.to.to_string()[..7].to_owned(),
+    );
+    store.put_hospital_months(&from_month, &to_month, &months)?;
     let store_ms = t.elapsed().as_millis() as u64;
     step("stored");
     if let Some(b) = bar {
@@ -365,6 +373,79 @@ pub fn run(
             .add(f.amount_fen);
     }
     Ok((summary, findings))
+}
+
+/// The dashboard's figures per hospital and month of a reconciled period:
+/// attested sessions (and how many by supervised fallback), claimed lines
+/// and money, distinct patients on each side, phantom claims (the
+/// `phantom_session` findings) and the findings by severity.
+pub fn hospital_months(loaded: &Loaded, findings: &[Finding]) -> Vec<HospitalMonth> {
+    use std::collections::HashMap;
+    fn slot<'a>(
+        out: &'a mut BTreeMap<(String, String), HospitalMonth>,
+        hospital: &str,
+        month: &str,
+    ) -> &'a mut HospitalMonth {
+        out.entry((month.to_owned(), hospital.to_owned()))
+            .or_insert_with(|| HospitalMonth {
+                hospital_code: hospital.to_owned(),
+                month: month.to_owned(),
+                ..HospitalMonth::default()
+            })
+    }
+    let month_of = |d: Date| d.to_string()[..7].to_owned();
+    let mut out: BTreeMap<(String, String), HospitalMonth> = BTreeMap::new();
+    let mut attested_patients: HashSet<(&str, String, &str)> = HashSet::new();
+    let mut claimed_patients: HashSet<(&str, String, &str)> = HashSet::new();
+    for s in &loaded.sessions {
+        let Some(date) = s.service_date() else {
+            continue;
+        };
+        let month = month_of(date);
+        let e = slot(&mut out, &s.record.hospital_code, &month);
+        e.attested_sessions += 1;
+        e.fallback_sessions += u64::from(s.is_fallback());
+        attested_patients.insert((&s.record.hospital_code, month, &s.record.patient.insured_id));
+    }
+    let mut claim_place: HashMap<&str, (&str, String)> = HashMap::new();
+    for c in &loaded.claims {
+        let month = month_of(c.service_date);
+        let e = slot(&mut out, &c.hospital_code, &month);
+        e.claimed_lines += 1;
+        e.claimed_fen = e.claimed_fen.saturating_add(c.amount_fen);
+        claimed_patients.insert((&c.hospital_code, month.clone(), &c.insured_id));
+        claim_place.insert(&c.claim_id, (&c.hospital_code, month));
+    }
+    for (h, m, _) in attested_patients {
+        slot(&mut out, h, &m).attested_patients += 1;
+    }
+    for (h, m, _) in claimed_patients {
+        slot(&mut out, h, &m).claimed_patients += 1;
+    }
+    for f in findings {
+        if f.rule_id == "phantom_session" {
+            for (i, id) in f.claim_ids.iter().enumerate() {
+                if let Some((h, m)) = claim_place.get(id.as_str()) {
+                    let e = slot(&mut out, h, m);
+                    e.phantom_claims += 1;
+                    if i == 0 {
+                        e.phantom_fen = e.phantom_fen.saturating_add(f.amount_fen);
+                    }
+                }
+            }
+        }
+        let (Some(h), Some(d)) = (&f.hospital_code, f.date) else {
+            continue;
+        };
+        let e = slot(&mut out, h, &month_of(d));
+        match f.severity.code() {
+            "red" => e.red += 1,
+            "yellow" => e.yellow += 1,
+            _ => e.green += 1,
+        }
+        e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
+    }
+    out.into_values().collect()
 }
 
 /// Reads a candidate value as TOML (`0.3`, `10`, `{ HD = 200 }`, `["HD"]`),

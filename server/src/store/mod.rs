@@ -7,8 +7,14 @@
 //! chain head and the log head, so two replicas never assign one log index
 //! or one chain position twice).
 
+pub mod casework;
 pub mod postgres;
 pub mod sqlite;
+
+pub use casework::{
+    AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
+    RulesetVersion, UserRow, WebSession,
+};
 
 use thiserror::Error;
 use wuding_protocol::{ClaimLine, RecordId};
@@ -127,7 +133,7 @@ pub trait Tx {
 }
 
 /// The storage every server replica uses.
-pub trait Store: Send + Sync {
+pub trait Store: Casework + Send + Sync {
     /// Runs `f` in one transaction; commits if it returns Ok.
     fn transaction(
         &self,

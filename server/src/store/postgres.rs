@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use postgres::{Client, NoTls, Transaction};
 use wuding_protocol::{ClaimLine, RecordId};
 
+mod casework;
+
 use super::{
     Alarm, FindingFilter, FindingRow, RecordRow, RosterItem, SessionPayload, Store, StoreError,
     TerminalRow, Tx, UpsertCounts,
@@ -155,6 +157,86 @@ CREATE TABLE findings (
     last_seen_ms    BIGINT NOT NULL
 );
 CREATE INDEX findings_by_date ON findings (service_date, severity, rule_id);
+"#,
+    // The auditor application (store/casework.rs).
+    r#"
+CREATE INDEX findings_by_hospital ON findings (hospital_code, service_date);
+CREATE INDEX findings_by_status ON findings (status, severity);
+CREATE INDEX findings_by_patient ON findings (insured_id);
+CREATE TABLE users (
+    username        TEXT PRIMARY KEY,
+    display_name    TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    hospital_code   TEXT,
+    password_hash   TEXT NOT NULL,
+    failed_logins   BIGINT NOT NULL DEFAULT 0,
+    locked_until_ms BIGINT,
+    created_at_ms   BIGINT NOT NULL
+);
+CREATE TABLE web_sessions (
+    token_hash    TEXT PRIMARY KEY,
+    username      TEXT NOT NULL REFERENCES users (username),
+    csrf_token    TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
+CREATE TABLE finding_events (
+    event_id        BIGSERIAL PRIMARY KEY,
+    finding_id      TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    from_status     TEXT NOT NULL,
+    to_status       TEXT NOT NULL,
+    actor           TEXT NOT NULL,
+    actor_role      TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    amount_fen      BIGINT,
+    attachment_name TEXT,
+    attachment      BYTEA,
+    at_ms           BIGINT NOT NULL
+);
+CREATE INDEX finding_events_by_finding ON finding_events (finding_id, event_id);
+CREATE FUNCTION wuding_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$;
+CREATE TRIGGER finding_events_append_only BEFORE UPDATE OR DELETE ON finding_events
+FOR EACH ROW EXECUTE FUNCTION wuding_append_only();
+CREATE TABLE audit_trail (
+    entry_id BIGSERIAL PRIMARY KEY,
+    at_ms    BIGINT NOT NULL,
+    actor    TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    reason   TEXT NOT NULL
+);
+CREATE TRIGGER audit_trail_append_only BEFORE UPDATE OR DELETE ON audit_trail
+FOR EACH ROW EXECUTE FUNCTION wuding_append_only();
+CREATE TABLE hospital_months (
+    hospital_code     TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    attested_sessions BIGINT NOT NULL,
+    fallback_sessions BIGINT NOT NULL,
+    attested_patients BIGINT NOT NULL,
+    claimed_lines     BIGINT NOT NULL,
+    claimed_fen       BIGINT NOT NULL,
+    claimed_patients  BIGINT NOT NULL,
+    phantom_claims    BIGINT NOT NULL,
+    phantom_fen       BIGINT NOT NULL,
+    red               BIGINT NOT NULL,
+    yellow            BIGINT NOT NULL,
+    green             BIGINT NOT NULL,
+    findings_fen      BIGINT NOT NULL,
+    PRIMARY KEY (month, hospital_code)
+);
+CREATE TABLE rulesets (
+    version TEXT PRIMARY KEY,
+    toml    TEXT NOT NULL,
+    author  TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at_ms   BIGINT NOT NULL
+);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#,
 ];
 

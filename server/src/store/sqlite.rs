@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use wuding_protocol::{ClaimLine, RecordId};
 
+mod casework;
+
 use super::{
     Alarm, FindingFilter, FindingRow, RecordRow, RosterItem, SessionPayload, Store, StoreError,
     TerminalRow, Tx, UpsertCounts,
@@ -151,6 +153,88 @@ CREATE TABLE findings (
     last_seen_ms    INTEGER NOT NULL
 );
 CREATE INDEX findings_by_date ON findings (service_date, severity, rule_id);
+"#,
+    // The auditor application (store/casework.rs).
+    r#"
+CREATE INDEX findings_by_hospital ON findings (hospital_code, service_date);
+CREATE INDEX findings_by_status ON findings (status, severity);
+CREATE INDEX findings_by_patient ON findings (insured_id);
+CREATE TABLE users (
+    username        TEXT PRIMARY KEY,
+    display_name    TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    hospital_code   TEXT,
+    password_hash   TEXT NOT NULL,
+    failed_logins   INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms INTEGER,
+    created_at_ms   INTEGER NOT NULL
+);
+CREATE TABLE web_sessions (
+    token_hash    TEXT PRIMARY KEY,
+    username      TEXT NOT NULL REFERENCES users (username),
+    csrf_token    TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE finding_events (
+    event_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    finding_id      TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    from_status     TEXT NOT NULL,
+    to_status       TEXT NOT NULL,
+    actor           TEXT NOT NULL,
+    actor_role      TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    amount_fen      INTEGER,
+    attachment_name TEXT,
+    attachment      BLOB,
+    at_ms           INTEGER NOT NULL
+);
+CREATE INDEX finding_events_by_finding ON finding_events (finding_id, event_id);
+CREATE TRIGGER finding_events_no_update BEFORE UPDATE ON finding_events
+BEGIN SELECT RAISE(ABORT, 'the case history is append-only'); END;
+CREATE TRIGGER finding_events_no_delete BEFORE DELETE ON finding_events
+BEGIN SELECT RAISE(ABORT, 'the case history is append-only'); END;
+CREATE TABLE audit_trail (
+    entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms    INTEGER NOT NULL,
+    actor    TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    reason   TEXT NOT NULL
+);
+CREATE TRIGGER audit_trail_no_update BEFORE UPDATE ON audit_trail
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_trail_no_delete BEFORE DELETE ON audit_trail
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TABLE hospital_months (
+    hospital_code     TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    attested_sessions INTEGER NOT NULL,
+    fallback_sessions INTEGER NOT NULL,
+    attested_patients INTEGER NOT NULL,
+    claimed_lines     INTEGER NOT NULL,
+    claimed_fen       INTEGER NOT NULL,
+    claimed_patients  INTEGER NOT NULL,
+    phantom_claims    INTEGER NOT NULL,
+    phantom_fen       INTEGER NOT NULL,
+    red               INTEGER NOT NULL,
+    yellow            INTEGER NOT NULL,
+    green             INTEGER NOT NULL,
+    findings_fen      INTEGER NOT NULL,
+    PRIMARY KEY (month, hospital_code)
+);
+CREATE TABLE rulesets (
+    version TEXT PRIMARY KEY,
+    toml    TEXT NOT NULL,
+    author  TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL
+);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 "#,
 ];
 

@@ -1,0 +1,311 @@
+//! Storage for the auditor application: users and their web sessions, the
+//! findings as auditors page through them, each finding's append-only case
+//! history, the audit trail of who looked at what, and the per-hospital
+//! monthly figures the dashboard shows. Both backends implement it
+//! (`sqlite/casework.rs`, `postgres/casework.rs`).
+
+use serde::Serialize;
+
+use super::{FindingRow, StoreError};
+
+/// A person who logs in to the auditor application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRow {
+    pub username: String,
+    pub display_name: String,
+    /// auditor, senior_auditor, hospital or admin.
+    pub role: String,
+    /// The institution of a hospital user; `None` for fund staff.
+    pub hospital_code: Option<String>,
+    /// argon2id PHC string. Never serialized.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// Consecutive failed logins since the last success.
+    pub failed_logins: u32,
+    pub locked_until_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// A logged-in browser. Only the SHA-256 of the cookie value is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    pub token_hash: String,
+    pub username: String,
+    /// Sent back by the page in `X-CSRF-Token` on every state change.
+    pub csrf_token: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// One step of a finding's case: who did what, when and why. Append-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FindingEvent {
+    pub finding_id: String,
+    pub action: String,
+    pub from_status: String,
+    pub to_status: String,
+    pub actor: String,
+    pub actor_role: String,
+    pub reason: String,
+    /// The deduction, for `deduct`.
+    pub amount_fen: Option<u64>,
+    /// An appeal's attachment: file name and bytes (not serialized; served
+    /// on its own route).
+    pub attachment_name: Option<String>,
+    #[serde(skip)]
+    pub attachment: Option<Vec<u8>>,
+    pub at_ms: i64,
+}
+
+/// One line of the audit trail: a view of personal data, a reveal, an
+/// export, a login, a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub reason: String,
+}
+
+/// A page of findings with the totals of everything the filter matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub severity: Option<String>,
+    pub rule_id: Option<String>,
+    pub status: Option<String>,
+    /// Exact hospital, or a region prefix of the hospital code (`H5101`
+    /// for a city, `H510104` for a county).
+    pub hospital_prefix: Option<String>,
+    pub insured_id: Option<String>,
+    /// Statuses the caller may see at all (hospital users see nothing the
+    /// fund has not notified them of); empty = every status.
+    pub visible_statuses: Vec<String>,
+    /// amount (largest first), date (newest first) or severity (default).
+    pub sort: String,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FindingPage {
+    pub rows: Vec<FindingRow>,
+    /// Everything the filter matches, not just this page.
+    pub total: u64,
+    pub total_fen: u64,
+    /// severity -> (count, fen) over everything the filter matches.
+    pub by_severity: std::collections::BTreeMap<String, (u64, u64)>,
+}
+
+/// The dashboard's figures for one hospital and one month, written by each
+/// reconciliation run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HospitalMonth {
+    pub hospital_code: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    pub attested_sessions: u64,
+    /// Sessions whose check-in or check-out was a supervised fallback.
+    pub fallback_sessions: u64,
+    pub attested_patients: u64,
+    pub claimed_lines: u64,
+    pub claimed_fen: u64,
+    pub claimed_patients: u64,
+    /// Claim lines with no attested session behind them.
+    pub phantom_claims: u64,
+    pub phantom_fen: u64,
+    pub red: u64,
+    pub yellow: u64,
+    pub green: u64,
+    /// Money at stake in every finding of the month.
+    pub findings_fen: u64,
+}
+
+/// One entry of a patient's calendar: an attested session or a claim line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CalendarEntry {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `attested` or `claimed`.
+    pub source: String,
+    /// Treatment kind (HD, HDF, CHEMO, ...).
+    pub kind: String,
+    pub hospital_code: String,
+    /// Record id (hex) or claim id.
+    pub id: String,
+    /// Claimed amount (claims only).
+    pub amount_fen: Option<u64>,
+}
+
+/// A saved version of the rule set: the TOML, who changed it and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RulesetVersion {
+    /// The `version` the TOML declares.
+    pub version: String,
+    pub toml: String,
+    pub author: String,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+/// What the auditor application needs from storage.
+pub trait Casework {
+    /// Adds a user; `Conflict` if the name is taken.
+    fn add_user(&self, user: &UserRow) -> Result<(), StoreError>;
+    fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError>;
+    fn users(&self) -> Result<Vec<UserRow>, StoreError>;
+    /// After a login attempt: the new failure count and lock.
+    fn set_login_state(
+        &self,
+        username: &str,
+        failed_logins: u32,
+        locked_until_ms: Option<i64>,
+    ) -> Result<(), StoreError>;
+    fn set_password(&self, username: &str, password_hash: &str) -> Result<(), StoreError>;
+
+    fn put_web_session(&self, session: &WebSession) -> Result<(), StoreError>;
+    /// The session if it exists and has not expired at `now_ms`.
+    fn web_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<WebSession>, StoreError>;
+    fn end_web_session(&self, token_hash: &str) -> Result<(), StoreError>;
+
+    fn finding(&self, id: &str) -> Result<Option<FindingRow>, StoreError>;
+    fn finding_page(&self, query: &FindingQuery) -> Result<FindingPage, StoreError>;
+    /// Moves a finding from `event.from_status` to `event.to_status` and
+    /// appends the event, in one transaction. `Conflict` if the finding is
+    /// no longer in `from_status` (someone else acted first).
+    fn transition(&self, event: &FindingEvent) -> Result<(), StoreError>;
+    /// A finding's case history, oldest first.
+    fn finding_events(&self, finding_id: &str) -> Result<Vec<FindingEvent>, StoreError>;
+    /// The attachment of the `n`th event (0-based) of a finding.
+    fn event_attachment(
+        &self,
+        finding_id: &str,
+        n: usize,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Newest first.
+    fn audit_trail(&self, limit: u64) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Replaces the dashboard figures of the months in `rows`' period
+    /// (`from..=to`, `YYYY-MM`) with `rows`.
+    fn put_hospital_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        rows: &[HospitalMonth],
+    ) -> Result<(), StoreError>;
+    fn hospital_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+    ) -> Result<Vec<HospitalMonth>, StoreError>;
+
+    /// A patient's attested sessions and claim lines dated `from..=to`,
+    /// by date.
+    fn patient_calendar(
+        &self,
+        insured_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<CalendarEntry>, StoreError>;
+
+    /// Saves a rule-set version; `Conflict` if that version exists.
+    fn put_ruleset(&self, version: &RulesetVersion) -> Result<(), StoreError>;
+    /// Every saved version, newest first.
+    fn rulesets(&self) -> Result<Vec<RulesetVersion>, StoreError>;
+
+    /// Settings kept in the database (the appeal deadline, ...).
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The SQL both backends run for a [`FindingQuery`]: a WHERE clause with
+/// `$1, $2, ...` placeholders (SQLite accepts them too, bound in order) and
+/// the values, and the ORDER BY. Only filters that are set appear, so the
+/// indexes on date, hospital and status can be used.
+pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'static str) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    let mut push = |clause: &str, value: String, values: &mut Vec<String>| {
+        values.push(value);
+        clauses.push(clause.replace('#', &format!("${}", values.len())));
+    };
+    if let Some(v) = &q.from {
+        push(
+            "(service_date IS NULL OR service_date >= #)",
+            v.clone(),
+            &mut values,
+        );
+    }
+    if let Some(v) = &q.to {
+        push(
+            "(service_date IS NULL OR service_date <= #)",
+            v.clone(),
+            &mut values,
+        );
+    }
+    if let Some(v) = &q.severity {
+        push("severity = #", v.clone(), &mut values);
+    }
+    if let Some(v) = &q.rule_id {
+        push("rule_id = #", v.clone(), &mut values);
+    }
+    if let Some(v) = &q.status {
+        push("status = #", v.clone(), &mut values);
+    }
+    if let Some(v) = &q.hospital_prefix {
+        push("hospital_code >= #", v.clone(), &mut values);
+        // Codes are ASCII letters and digits, all below '~'.
+        push("hospital_code < #", format!("{v}~"), &mut values);
+    }
+    if let Some(v) = &q.insured_id {
+        push("insured_id = #", v.clone(), &mut values);
+    }
+    if !q.visible_statuses.is_empty() {
+        let mut marks = Vec::new();
+        for s in &q.visible_statuses {
+            values.push(s.clone());
+            marks.push(format!("${}", values.len()));
+        }
+        clauses.push(format!("status IN ({})", marks.join(", ")));
+    }
+    let clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let order = match q.sort.as_str() {
+        "amount" => "ORDER BY amount_fen DESC, finding_id",
+        "date" => "ORDER BY service_date DESC, finding_id",
+        _ => {
+            "ORDER BY CASE severity WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END, \
+             amount_fen DESC, finding_id"
+        }
+    };
+    (clause, values, order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_set_filters_appear_numbered_in_order() {
+        let q = FindingQuery {
+            severity: Some("red".into()),
+            hospital_prefix: Some("H5101".into()),
+            visible_statuses: vec!["notified".into(), "appealed".into()],
+            ..FindingQuery::default()
+        };
+        let (clause, values, _) = finding_query_sql(&q);
+        assert_eq!(
+            clause,
+            "WHERE severity = $1 AND hospital_code >= $2 AND hospital_code < $3 AND status IN ($4, $5)"
+        );
+        assert_eq!(values, ["red", "H5101", "H5101~", "notified", "appealed"]);
+        assert_eq!(finding_query_sql(&FindingQuery::default()).0, "");
+    }
+}

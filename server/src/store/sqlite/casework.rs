@@ -1,0 +1,460 @@
+//! The auditor application's storage on SQLite.
+
+use rusqlite::{OptionalExtension, params, params_from_iter};
+
+use super::{FINDING_COLUMNS, SqliteStore, finding_from};
+use crate::store::casework::{
+    AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
+    RulesetVersion, UserRow, WebSession, finding_query_sql,
+};
+use crate::store::{FindingRow, StoreError};
+
+const USER_COLUMNS: &str = "username, display_name, role, hospital_code, password_hash, failed_logins, \
+     locked_until_ms, created_at_ms";
+
+fn user_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        username: r.get(0)?,
+        display_name: r.get(1)?,
+        role: r.get(2)?,
+        hospital_code: r.get(3)?,
+        password_hash: r.get(4)?,
+        failed_logins: r.get::<_, i64>(5)? as u32,
+        locked_until_ms: r.get(6)?,
+        created_at_ms: r.get(7)?,
+    })
+}
+
+const EVENT_COLUMNS: &str = "finding_id, action, from_status, to_status, actor, actor_role, reason, \
+     amount_fen, attachment_name, at_ms";
+
+fn event_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<FindingEvent> {
+    Ok(FindingEvent {
+        finding_id: r.get(0)?,
+        action: r.get(1)?,
+        from_status: r.get(2)?,
+        to_status: r.get(3)?,
+        actor: r.get(4)?,
+        actor_role: r.get(5)?,
+        reason: r.get(6)?,
+        amount_fen: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        attachment_name: r.get(8)?,
+        attachment: None,
+        at_ms: r.get(9)?,
+    })
+}
+
+const MONTH_COLUMNS: &str = "hospital_code, month, attested_sessions, fallback_sessions, attested_patients, \
+     claimed_lines, claimed_fen, claimed_patients, phantom_claims, phantom_fen, red, yellow, green, findings_fen";
+
+fn month_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<HospitalMonth> {
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)? as u64) };
+    Ok(HospitalMonth {
+        hospital_code: r.get(0)?,
+        month: r.get(1)?,
+        attested_sessions: n(2)?,
+        fallback_sessions: n(3)?,
+        attested_patients: n(4)?,
+        claimed_lines: n(5)?,
+        claimed_fen: n(6)?,
+        claimed_patients: n(7)?,
+        phantom_claims: n(8)?,
+        phantom_fen: n(9)?,
+        red: n(10)?,
+        yellow: n(11)?,
+        green: n(12)?,
+        findings_fen: n(13)?,
+    })
+}
+
+impl Casework for SqliteStore {
+    fn add_user(&self, u: &UserRow) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let added = conn.execute(
+            &format!(
+                "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (username) DO NOTHING"
+            ),
+            params![
+                u.username,
+                u.display_name,
+                u.role,
+                u.hospital_code,
+                u.password_hash,
+                u.failed_logins as i64,
+                u.locked_until_ms,
+                u.created_at_ms
+            ],
+        )?;
+        if added == 0 {
+            return Err(StoreError::Conflict(format!(
+                "user {} already exists",
+                u.username
+            )));
+        }
+        Ok(())
+    }
+
+    fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"),
+                [username],
+                user_from,
+            )
+            .optional()?)
+    }
+
+    fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+        ))?;
+        let rows = stmt.query_map([], user_from)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn set_login_state(
+        &self,
+        username: &str,
+        failed_logins: u32,
+        locked_until_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE users SET failed_logins = ?2, locked_until_ms = ?3 WHERE username = ?1",
+            params![username, failed_logins as i64, locked_until_ms],
+        )?;
+        Ok(())
+    }
+
+    fn set_password(&self, username: &str, password_hash: &str) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "UPDATE users SET password_hash = ?2, failed_logins = 0, locked_until_ms = NULL
+             WHERE username = ?1",
+            params![username, password_hash],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {username}")));
+        }
+        Ok(())
+    }
+
+    fn put_web_session(&self, s: &WebSession) -> Result<(), StoreError> {
+        let conn = self.conn();
+        // Expired sessions go when new ones come.
+        conn.execute(
+            "DELETE FROM web_sessions WHERE expires_at_ms < ?1",
+            [s.created_at_ms],
+        )?;
+        conn.execute(
+            "INSERT INTO web_sessions (token_hash, username, csrf_token, created_at_ms, expires_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                s.token_hash,
+                s.username,
+                s.csrf_token,
+                s.created_at_ms,
+                s.expires_at_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn web_session(&self, token_hash: &str, now_ms: i64) -> Result<Option<WebSession>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT token_hash, username, csrf_token, created_at_ms, expires_at_ms
+                 FROM web_sessions WHERE token_hash = ?1 AND expires_at_ms > ?2",
+                params![token_hash, now_ms],
+                |r| {
+                    Ok(WebSession {
+                        token_hash: r.get(0)?,
+                        username: r.get(1)?,
+                        csrf_token: r.get(2)?,
+                        created_at_ms: r.get(3)?,
+                        expires_at_ms: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn end_web_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM web_sessions WHERE token_hash = ?1",
+            [token_hash],
+        )?;
+        Ok(())
+    }
+
+    fn finding(&self, id: &str) -> Result<Option<FindingRow>, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"),
+                [id],
+                finding_from,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    fn finding_page(&self, q: &FindingQuery) -> Result<FindingPage, StoreError> {
+        let (clause, values, order) = finding_query_sql(q);
+        let conn = self.conn();
+        let mut page = FindingPage::default();
+        {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT severity, COUNT(*), COALESCE(SUM(amount_fen), 0) FROM findings {clause}
+                 GROUP BY severity"
+            ))?;
+            let mut rows = stmt.query(params_from_iter(values.iter()))?;
+            while let Some(r) = rows.next()? {
+                let (sev, n, fen): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                page.total += n as u64;
+                page.total_fen += fen as u64;
+                page.by_severity.insert(sev, (n as u64, fen as u64));
+            }
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings {clause} {order} LIMIT {} OFFSET {}",
+            q.limit.min(10_000),
+            q.offset
+        ))?;
+        let rows = stmt.query_map(params_from_iter(values.iter()), finding_from)?;
+        page.rows = rows.map(|r| r?).collect::<Result<_, _>>()?;
+        Ok(page)
+    }
+
+    fn transition(&self, e: &FindingEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let moved = tx.execute(
+            "UPDATE findings SET status = ?3 WHERE finding_id = ?1 AND status = ?2",
+            params![e.finding_id, e.from_status, e.to_status],
+        )?;
+        if moved == 0 {
+            return Err(StoreError::Conflict(format!(
+                "finding {} is no longer `{}`; reload the case",
+                e.finding_id, e.from_status
+            )));
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO finding_events ({EVENT_COLUMNS}, attachment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            params![
+                e.finding_id,
+                e.action,
+                e.from_status,
+                e.to_status,
+                e.actor,
+                e.actor_role,
+                e.reason,
+                e.amount_fen.map(|v| v as i64),
+                e.attachment_name,
+                e.at_ms,
+                e.attachment
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finding_events(&self, finding_id: &str) -> Result<Vec<FindingEvent>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM finding_events WHERE finding_id = ?1 ORDER BY event_id"
+        ))?;
+        let rows = stmt.query_map([finding_id], event_from)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn event_attachment(
+        &self,
+        finding_id: &str,
+        n: usize,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT attachment_name, attachment FROM finding_events
+                 WHERE finding_id = ?1 ORDER BY event_id LIMIT 1 OFFSET ?2",
+                params![finding_id, n as i64],
+                |r| {
+                    Ok(
+                        match (
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<Vec<u8>>>(1)?,
+                        ) {
+                            (Some(name), Some(bytes)) => Some((name, bytes)),
+                            _ => None,
+                        },
+                    )
+                },
+            )
+            .optional()?
+            .flatten())
+    }
+
+    fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO audit_trail (at_ms, actor, action, subject, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e.at_ms, e.actor, e.action, e.subject, e.reason],
+        )?;
+        Ok(())
+    }
+
+    fn audit_trail(&self, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at_ms, actor, action, subject, reason FROM audit_trail
+             ORDER BY entry_id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(AuditEntry {
+                at_ms: r.get(0)?,
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                subject: r.get(3)?,
+                reason: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_hospital_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        rows: &[HospitalMonth],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM hospital_months WHERE month >= ?1 AND month <= ?2",
+            params![from_month, to_month],
+        )?;
+        {
+            let mut put = tx.prepare(&format!(
+                "INSERT INTO hospital_months ({MONTH_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ))?;
+            for m in rows {
+                put.execute(params![
+                    m.hospital_code,
+                    m.month,
+                    m.attested_sessions as i64,
+                    m.fallback_sessions as i64,
+                    m.attested_patients as i64,
+                    m.claimed_lines as i64,
+                    m.claimed_fen as i64,
+                    m.claimed_patients as i64,
+                    m.phantom_claims as i64,
+                    m.phantom_fen as i64,
+                    m.red as i64,
+                    m.yellow as i64,
+                    m.green as i64,
+                    m.findings_fen as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn hospital_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+    ) -> Result<Vec<HospitalMonth>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {MONTH_COLUMNS} FROM hospital_months WHERE month >= ?1 AND month <= ?2
+             ORDER BY month, hospital_code"
+        ))?;
+        let rows = stmt.query_map(params![from_month, to_month], month_from)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn patient_calendar(
+        &self,
+        insured_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<CalendarEntry>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT service_date, 'attested', COALESCE(kind, ''), hospital_code, lower(hex(record_id)), NULL
+               FROM records WHERE insured_id = ?1 AND record_type = 'session'
+                AND service_date BETWEEN ?2 AND ?3
+             UNION ALL
+             SELECT service_date, 'claimed', service_kind, hospital_code, claim_id, amount_fen
+               FROM claims WHERE insured_id = ?1 AND service_date BETWEEN ?2 AND ?3
+             ORDER BY 1, 2, 5",
+        )?;
+        let rows = stmt.query_map(params![insured_id, from, to], |r| {
+            Ok(CalendarEntry {
+                date: r.get(0)?,
+                source: r.get(1)?,
+                kind: r.get(2)?,
+                hospital_code: r.get(3)?,
+                id: r.get(4)?,
+                amount_fen: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_ruleset(&self, v: &RulesetVersion) -> Result<(), StoreError> {
+        let n = self.conn().execute(
+            "INSERT INTO rulesets (version, toml, author, reason, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (version) DO NOTHING",
+            params![v.version, v.toml, v.author, v.reason, v.at_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "rules version {} already exists; give the changed rules a new version",
+                v.version
+            )));
+        }
+        Ok(())
+    }
+
+    fn rulesets(&self) -> Result<Vec<RulesetVersion>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT version, toml, author, reason, at_ms FROM rulesets ORDER BY at_ms DESC, version DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RulesetVersion {
+                version: r.get(0)?,
+                toml: r.get(1)?,
+                author: r.get(2)?,
+                reason: r.get(3)?,
+                at_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}
