@@ -6,6 +6,7 @@ pub mod casework;
 pub mod claims;
 pub mod http;
 pub mod ingest;
+pub mod month;
 pub mod reconcile;
 pub mod registry;
 pub mod roster;

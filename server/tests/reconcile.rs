@@ -13,10 +13,8 @@ use std::time::Instant;
 use wuding_firmware_host::scenario::{ScenarioConfig, generate};
 use wuding_protocol::{ClaimLine, TerminalSigner};
 use wuding_rules::{Finding, Period, Ruleset, Subject};
-use wuding_server::claims::{self, Mapping};
-use wuding_server::ingest::{IngestPolicy, Log, import_records, read_receipts};
+use wuding_server::ingest::{IngestPolicy, Log};
 use wuding_server::reconcile::{self, Format};
-use wuding_server::roster::{self, RosterKind};
 use wuding_server::store::{FindingFilter, Store};
 
 const PATIENTS: u32 = 400;
@@ -63,38 +61,8 @@ fn october() -> Period {
 /// the library functions behind each command.
 fn load_month(store: &dyn Store) {
     let t = Instant::now();
-    let r = wuding_server::registry::import_terminals(store, file("terminals.csv")).unwrap();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
-    for (kind, name) in [
-        (RosterKind::Patients, "roster.csv"),
-        (RosterKind::Staff, "staff.csv"),
-        (RosterKind::Plans, "plans.csv"),
-        (RosterKind::Prices, "prices.csv"),
-    ] {
-        let r = roster::import(store, kind, file(name)).unwrap();
-        assert!(r.errors.is_empty(), "{name}: {:?}", r.errors);
-    }
-    let r = claims::import(
-        store,
-        file("claims.csv"),
-        &Mapping::standard(),
-        "claims.csv",
-        |_| {},
-    )
-    .unwrap();
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
     let log = Log::new(TerminalSigner::from_seed(&[7; 32]));
-    let receipts = read_receipts(file("receipts.csv")).unwrap();
-    let report = import_records(
-        store,
-        &log,
-        &IngestPolicy::default(),
-        file("records.jsonl"),
-        Some(&receipts),
-        &now_ms,
-    )
-    .unwrap();
-    assert!(report.bad_lines.is_empty());
+    let report = wuding_server::month::load_dir(store, &log, month_dir(), &now_ms).unwrap();
     eprintln!(
         "loaded in {:.1} s: {:?}",
         t.elapsed().as_secs_f64(),

@@ -183,7 +183,7 @@ function loginPage() {
 function barChart(rows, keys, colors, labelKey, opts = {}) {
   const w = 900, h = 220, pad = 40;
   const max = Math.max(1, ...rows.flatMap((r) => keys.map((k) => r[k] || 0)), opts.line || 0);
-  const bw = rows.length ? (w - pad * 2) / rows.length : 0;
+  const bw = rows.length ? Math.min(160, (w - pad * 2) / rows.length) : 0;
   let svg = `<svg class="chart" viewBox="0 0 ${w} ${h}" width="100%" role="img">`;
   rows.forEach((r, i) => {
     keys.forEach((k, j) => {

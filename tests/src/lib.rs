@@ -151,6 +151,74 @@ impl Browser {
         }
     }
 
+    /// Waits until an element matching the CSS selector contains `text`
+    /// ("" = merely exists) and returns its text.
+    pub async fn wait_css(
+        &self,
+        css: &str,
+        text: &str,
+        timeout: Duration,
+    ) -> Result<String, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(found) = el.text().await
+                && found.contains(text)
+            {
+                return Ok(found);
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Timeout(
+                    timeout,
+                    format!("`{css}` to contain {text:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks the element matching the CSS selector, waiting for it.
+    pub async fn click_css(&self, css: &str, timeout: Duration) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && el.click().await.is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Timeout(
+                    timeout,
+                    format!("`{css}` to be clickable"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Types into the input matching the CSS selector (after clearing it).
+    pub async fn fill(&self, css: &str, value: &str) -> Result<(), HarnessError> {
+        let el = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| HarnessError::WebDriver(e.to_string()))?;
+        el.clear()
+            .await
+            .map_err(|e| HarnessError::WebDriver(e.to_string()))?;
+        el.send_keys(value)
+            .await
+            .map_err(|e| HarnessError::WebDriver(e.to_string()))
+    }
+
+    /// Runs JavaScript in the page and returns its result.
+    pub async fn js(&self, script: &str) -> Result<serde_json::Value, HarnessError> {
+        self.client
+            .execute(script, vec![])
+            .await
+            .map_err(|e| HarnessError::WebDriver(e.to_string()))
+    }
+
     /// Saves a screenshot under `artifacts/screenshots/NAME.png` (kept as a
     /// test artefact).
     pub async fn screenshot(&self, name: &str) -> Result<PathBuf, HarnessError> {
@@ -309,11 +377,18 @@ pub async fn start_server_with(
     log_seed: u8,
     options: wuding_server::http::ServerOptions,
 ) -> String {
+    let log = std::sync::Arc::new(wuding_server::ingest::Log::new(
+        wuding_protocol::TerminalSigner::from_seed(&[log_seed; 32]),
+    ));
+    // A store that already holds records: rebuild the tree, as `serve` does.
+    let (s, l) = (store.clone(), log.clone());
+    tokio::task::spawn_blocking(move || l.sync(&*s))
+        .await
+        .expect("log sync task")
+        .expect("log sync");
     let state = wuding_server::http::AppState {
         store,
-        log: std::sync::Arc::new(wuding_server::ingest::Log::new(
-            wuding_protocol::TerminalSigner::from_seed(&[log_seed; 32]),
-        )),
+        log,
         policy: wuding_server::ingest::IngestPolicy::default(),
         metrics: std::sync::Arc::new(wuding_server::http::Metrics::default()),
         clock: std::sync::Arc::new(now_ms),
