@@ -182,6 +182,92 @@ pub fn ingest_at(
     envelopes: &[Envelope],
     received_ms: &[i64],
 ) -> Result<Vec<Outcome>, StoreError> {
+    let checked = check(store, envelopes, received_ms)?;
+    commit(store, log, policy, checked)
+}
+
+/// A batch after the registry and signature checks (the CPU-heavy half of
+/// ingest), waiting for the chain checks and the log (the storage half).
+pub struct CheckedBatch {
+    outcomes: Vec<Option<Outcome>>,
+    /// Refusals found while checking, stored with the batch.
+    alarms: Vec<Alarm>,
+    /// Terminals in id order, records in sequence order: arrival order
+    /// within a batch does not matter.
+    by_terminal: BTreeMap<String, Vec<Candidate>>,
+}
+
+/// Ingests a stream of batches with verification and storage overlapped:
+/// the calling thread checks batch N+1 (registry, signatures) while a second
+/// thread runs the chain checks and commits batch N. Batches are committed
+/// in order, exactly as [`ingest_at`] would, several per transaction when
+/// the checks run ahead of the disk (see [`commit_all`]);
+/// `done` gets each batch and its outcomes after the batch's commit, so
+/// every record it reports accepted or held is durable by then. Stops at the
+/// first storage error (later batches are not stored) and returns it.
+pub fn ingest_pipelined(
+    store: &dyn Store,
+    log: &Log,
+    policy: &IngestPolicy,
+    batches: impl Iterator<Item = (Vec<Envelope>, Vec<i64>)>,
+    mut done: impl FnMut(Vec<Envelope>, Vec<Outcome>) + Send,
+) -> Result<(), StoreError> {
+    // Checked batches wait here while the writer commits; whatever waits
+    // when it is free goes into its next transaction (group commit: one
+    // durable write for several batches).
+    const WAITING: usize = 8;
+    let (to_writer, checked) =
+        std::sync::mpsc::sync_channel::<(Vec<Envelope>, CheckedBatch)>(WAITING);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), StoreError> {
+            while let Ok(first) = checked.recv() {
+                let mut group = vec![first];
+                while group.len() < WAITING
+                    && let Ok(next) = checked.try_recv()
+                {
+                    group.push(next);
+                }
+                let (envelopes, batches): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                let outcomes = commit_all(store, log, policy, batches)?;
+                for (envelopes, outcomes) in envelopes.into_iter().zip(outcomes) {
+                    done(envelopes, outcomes);
+                }
+            }
+            Ok(())
+        });
+        let mut failed = None;
+        for (envelopes, received_ms) in batches {
+            match check(store, &envelopes, &received_ms) {
+                Ok(batch) => {
+                    if to_writer.send((envelopes, batch)).is_err() {
+                        // The writer stopped on a storage error; it says why below.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(to_writer);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("the ingest writer thread panicked")));
+        match (failed, written) {
+            (_, Err(e)) | (Some(e), Ok(())) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
+    })
+}
+
+/// The registry and signature checks of a batch: everything that needs no
+/// chain state, so it can run while the previous batch is being stored.
+pub fn check(
+    store: &dyn Store,
+    envelopes: &[Envelope],
+    received_ms: &[i64],
+) -> Result<CheckedBatch, StoreError> {
     assert_eq!(envelopes.len(), received_ms.len(), "one time per envelope");
     let mut outcomes: Vec<Option<Outcome>> = vec![None; envelopes.len()];
     let mut terminals: HashMap<String, Option<(TerminalRow, TerminalKey)>> = HashMap::new();
@@ -341,8 +427,6 @@ pub fn ingest_at(
         });
     }
 
-    // Chain and log, in one transaction. Terminals in id order, records in
-    // sequence order: arrival order within a batch does not matter.
     let mut by_terminal: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for c in candidates {
         by_terminal
@@ -353,167 +437,211 @@ pub fn ingest_at(
     for list in by_terminal.values_mut() {
         list.sort_by_key(|c| c.verified.record.seq());
     }
-    let mut decided: Vec<(usize, Outcome)> = Vec::new();
-    let mut tx_alarms: Vec<Alarm> = Vec::new();
+    Ok(CheckedBatch {
+        outcomes,
+        alarms,
+        by_terminal,
+    })
+}
+
+/// The chain checks and the log for a checked batch, in one transaction;
+/// returns one outcome per envelope, in order, once the batch is durable.
+pub fn commit(
+    store: &dyn Store,
+    log: &Log,
+    policy: &IngestPolicy,
+    batch: CheckedBatch,
+) -> Result<Vec<Outcome>, StoreError> {
+    Ok(commit_all(store, log, policy, vec![batch])?
+        .pop()
+        .expect("one batch in, one out"))
+}
+
+/// [`commit`] for several checked batches in one transaction (group
+/// commit: one durable write for all of them), in order, each exactly as if
+/// committed alone. Returns each batch's outcomes once all are durable.
+pub fn commit_all(
+    store: &dyn Store,
+    log: &Log,
+    policy: &IngestPolicy,
+    batches: Vec<CheckedBatch>,
+) -> Result<Vec<Vec<Outcome>>, StoreError> {
+    let mut decided: Vec<Vec<(usize, Outcome)>> = Vec::new();
     store.transaction(&mut |tx| {
         decided.clear();
-        tx_alarms.clear();
-        let mut heads = BTreeMap::new();
-        for terminal_id in by_terminal.keys() {
-            heads.insert(terminal_id.clone(), tx.chain_head(terminal_id)?);
-        }
-        for (terminal_id, list) in &by_terminal {
-            let (mut head_seq, mut head_id) = heads[terminal_id];
-            let mut prev_at: Option<i64> = None;
-            let last_ms = list.iter().map(|c| received_ms[c.index]).max().unwrap_or(0);
-            tx.touch_terminal(terminal_id, last_ms)?;
-            for c in list {
-                let id = c.verified.id;
-                let now_ms = received_ms[c.index];
-                let about = |a: Alarm| Alarm {
-                    hospital_code: Some(c.row.hospital_code.clone()),
-                    service_date: Some(c.row.service_date.clone()),
-                    ..a
-                };
-                let seq = c.verified.record.seq();
-                if seq <= head_seq {
-                    // Either this very record again (idempotent) or a fork.
-                    let stored = tx.record_at(terminal_id, seq)?;
-                    if let Some((sid, index)) = stored
-                        && sid == id
-                    {
-                        decided.push((
-                            c.index,
-                            Outcome::Accepted {
-                                record_id: id,
-                                log_index: index,
-                            },
-                        ));
-                        continue;
-                    }
-                    let stored = stored.map(|(sid, _)| sid).unwrap_or(RecordId::GENESIS);
-                    tx_alarms.push(Alarm {
-                        other_record_id: (stored != RecordId::GENESIS).then_some(stored),
-                        ..about(alarm(
-                            terminal_id,
-                            "fork",
-                            Some(seq),
-                            Some(id),
-                            format!(
-                                "two records at sequence {seq}: {} stored, {} offered",
-                                stored.short(),
-                                id.short()
-                            ),
-                            now_ms,
-                        ))
-                    });
-                    decided.push((
-                        c.index,
-                        Outcome::Rejected {
-                            record_id: id,
-                            reason: "fork",
-                            detail: format!("sequence {seq} already holds record {stored}"),
-                        },
-                    ));
-                    continue;
-                }
-                if seq > head_seq + 1 {
-                    tx.hold(&c.row)?;
-                    tx_alarms.push(Alarm {
-                        missing: Some((head_seq + 1, seq - 1)),
-                        ..about(alarm(
-                            terminal_id,
-                            "gap",
-                            Some(seq),
-                            Some(id),
-                            format!("records {} to {} have not arrived", head_seq + 1, seq - 1),
-                            now_ms,
-                        ))
-                    });
-                    decided.push((
-                        c.index,
-                        Outcome::Held {
-                            record_id: id,
-                            missing_from: head_seq + 1,
-                        },
-                    ));
-                    continue;
-                }
-                if c.verified.record.prev() != head_id {
-                    tx_alarms.push(about(alarm(
-                        terminal_id,
-                        "broken_link",
-                        Some(seq),
-                        Some(id),
-                        format!(
-                            "prev {} is not the head {}",
-                            c.verified.record.prev().short(),
-                            head_id.short()
-                        ),
-                        now_ms,
-                    )));
-                    decided.push((
-                        c.index,
-                        Outcome::Rejected {
-                            record_id: id,
-                            reason: "broken_link",
-                            detail: format!("prev does not name record {head_id}"),
-                        },
-                    ));
-                    continue;
-                }
-                let index = accept(tx, &c.row, head_seq, &mut prev_at, policy, &mut tx_alarms)?;
-                head_seq = seq;
-                head_id = id;
-                decided.push((
-                    c.index,
-                    Outcome::Accepted {
-                        record_id: id,
-                        log_index: index,
-                    },
-                ));
-            }
-            // Held successors may now follow (one query per terminal).
-            for held in tx.held(terminal_id)? {
-                if held.seq <= head_seq {
-                    tx.unhold(&held.record_id)?;
-                    continue;
-                }
-                if held.seq != head_seq + 1 {
-                    break;
-                }
-                let payload_prev = Record::decode(&held.payload).map(|r| r.prev()).ok();
-                if payload_prev != Some(head_id) {
-                    break;
-                }
-                accept(tx, &held, head_seq, &mut prev_at, policy, &mut tx_alarms)?;
-                tx.unhold(&held.record_id)?;
-                head_seq = held.seq;
-                head_id = held.record_id;
-            }
-            tx.set_chain_head(terminal_id, head_seq, head_id)?;
-        }
-        for a in alarms.iter().chain(tx_alarms.iter()) {
-            tx.alarm(a)?;
+        for batch in &batches {
+            let mut d = Vec::new();
+            chain_and_log(tx, policy, batch, &mut d)?;
+            decided.push(d);
         }
         Ok(())
     })?;
-    for (i, o) in decided {
-        outcomes[i] = Some(o);
-    }
-    if by_terminal.is_empty() && !alarms.is_empty() {
-        store.transaction(&mut |tx| {
-            for a in &alarms {
-                tx.alarm(a)?;
-            }
-            Ok(())
-        })?;
-    }
     log.sync(store)?;
-    Ok(outcomes
+    Ok(batches
         .into_iter()
-        .map(|o| o.expect("every envelope decided"))
+        .zip(decided)
+        .map(|(batch, decided)| {
+            let mut outcomes = batch.outcomes;
+            for (i, o) in decided {
+                outcomes[i] = Some(o);
+            }
+            outcomes
+                .into_iter()
+                .map(|o| o.expect("every envelope decided"))
+                .collect()
+        })
         .collect())
+}
+
+/// One checked batch inside the ingest transaction: chain checks, held
+/// records, the log, and the batch's alarms.
+fn chain_and_log(
+    tx: &mut dyn crate::store::Tx,
+    policy: &IngestPolicy,
+    batch: &CheckedBatch,
+    decided: &mut Vec<(usize, Outcome)>,
+) -> Result<(), StoreError> {
+    let (by_terminal, alarms) = (&batch.by_terminal, &batch.alarms);
+    let mut tx_alarms: Vec<Alarm> = Vec::new();
+    let mut heads = BTreeMap::new();
+    for terminal_id in by_terminal.keys() {
+        heads.insert(terminal_id.clone(), tx.chain_head(terminal_id)?);
+    }
+    for (terminal_id, list) in by_terminal {
+        let (mut head_seq, mut head_id) = heads[terminal_id];
+        let mut prev_at: Option<i64> = None;
+        let last_ms = list.iter().map(|c| c.row.received_at_ms).max().unwrap_or(0);
+        tx.touch_terminal(terminal_id, last_ms)?;
+        for c in list {
+            let id = c.verified.id;
+            let now_ms = c.row.received_at_ms;
+            let about = |a: Alarm| Alarm {
+                hospital_code: Some(c.row.hospital_code.clone()),
+                service_date: Some(c.row.service_date.clone()),
+                ..a
+            };
+            let seq = c.verified.record.seq();
+            if seq <= head_seq {
+                // Either this very record again (idempotent) or a fork.
+                let stored = tx.record_at(terminal_id, seq)?;
+                if let Some((sid, index)) = stored
+                    && sid == id
+                {
+                    decided.push((
+                        c.index,
+                        Outcome::Accepted {
+                            record_id: id,
+                            log_index: index,
+                        },
+                    ));
+                    continue;
+                }
+                let stored = stored.map(|(sid, _)| sid).unwrap_or(RecordId::GENESIS);
+                tx_alarms.push(Alarm {
+                    other_record_id: (stored != RecordId::GENESIS).then_some(stored),
+                    ..about(alarm(
+                        terminal_id,
+                        "fork",
+                        Some(seq),
+                        Some(id),
+                        format!(
+                            "two records at sequence {seq}: {} stored, {} offered",
+                            stored.short(),
+                            id.short()
+                        ),
+                        now_ms,
+                    ))
+                });
+                decided.push((
+                    c.index,
+                    Outcome::Rejected {
+                        record_id: id,
+                        reason: "fork",
+                        detail: format!("sequence {seq} already holds record {stored}"),
+                    },
+                ));
+                continue;
+            }
+            if seq > head_seq + 1 {
+                tx.hold(&c.row)?;
+                tx_alarms.push(Alarm {
+                    missing: Some((head_seq + 1, seq - 1)),
+                    ..about(alarm(
+                        terminal_id,
+                        "gap",
+                        Some(seq),
+                        Some(id),
+                        format!("records {} to {} have not arrived", head_seq + 1, seq - 1),
+                        now_ms,
+                    ))
+                });
+                decided.push((
+                    c.index,
+                    Outcome::Held {
+                        record_id: id,
+                        missing_from: head_seq + 1,
+                    },
+                ));
+                continue;
+            }
+            if c.verified.record.prev() != head_id {
+                tx_alarms.push(about(alarm(
+                    terminal_id,
+                    "broken_link",
+                    Some(seq),
+                    Some(id),
+                    format!(
+                        "prev {} is not the head {}",
+                        c.verified.record.prev().short(),
+                        head_id.short()
+                    ),
+                    now_ms,
+                )));
+                decided.push((
+                    c.index,
+                    Outcome::Rejected {
+                        record_id: id,
+                        reason: "broken_link",
+                        detail: format!("prev does not name record {head_id}"),
+                    },
+                ));
+                continue;
+            }
+            let index = accept(tx, &c.row, head_seq, &mut prev_at, policy, &mut tx_alarms)?;
+            head_seq = seq;
+            head_id = id;
+            decided.push((
+                c.index,
+                Outcome::Accepted {
+                    record_id: id,
+                    log_index: index,
+                },
+            ));
+        }
+        // Held successors may now follow (one query per terminal).
+        for held in tx.held(terminal_id)? {
+            if held.seq <= head_seq {
+                tx.unhold(&held.record_id)?;
+                continue;
+            }
+            if held.seq != head_seq + 1 {
+                break;
+            }
+            let payload_prev = Record::decode(&held.payload).map(|r| r.prev()).ok();
+            if payload_prev != Some(head_id) {
+                break;
+            }
+            accept(tx, &held, head_seq, &mut prev_at, policy, &mut tx_alarms)?;
+            tx.unhold(&held.record_id)?;
+            head_seq = held.seq;
+            head_id = held.record_id;
+        }
+        tx.set_chain_head(terminal_id, head_seq, head_id)?;
+    }
+    for a in alarms.iter().chain(tx_alarms.iter()) {
+        tx.alarm(a)?;
+    }
+    Ok(())
 }
 
 fn accept(
@@ -740,9 +868,35 @@ pub fn import_records(
     receipts: Option<&HashMap<RecordId, i64>>,
     now: &dyn Fn() -> i64,
 ) -> anyhow::Result<ImportRecordsReport> {
+    const BATCH: usize = 500;
     let mut report = ImportRecordsReport::default();
-    let mut batch: Vec<Envelope> = Vec::new();
-    let run = |batch: &mut Vec<Envelope>, report: &mut ImportRecordsReport| {
+    let mut bad_lines = Vec::new();
+    let mut read_error: Option<std::io::Error> = None;
+    let mut lines = reader.lines().enumerate();
+    // Reading and verification on this thread, chain checks and commits on
+    // another (see `ingest_pipelined`).
+    let batches = std::iter::from_fn(|| {
+        let mut batch: Vec<Envelope> = Vec::new();
+        while batch.len() < BATCH {
+            let Some((n, line)) = lines.next() else { break };
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match Envelope::from_json(line.as_bytes()) {
+                Ok(e) => batch.push(e),
+                Err(e) => bad_lines.push((n as u64 + 1, e.to_string())),
+            }
+        }
+        if batch.is_empty() {
+            return None;
+        }
         let now_ms = now();
         let times: Vec<i64> = batch
             .iter()
@@ -752,33 +906,24 @@ pub fn import_records(
                     .unwrap_or(now_ms)
             })
             .collect();
-        for o in ingest_at(store, log, policy, batch, &times)? {
+        Some((batch, times))
+    });
+    ingest_pipelined(store, log, policy, batches, |_, outcomes| {
+        for o in outcomes {
+            *report.counts.entry(o.reason()).or_insert(0) += 1;
             if let Outcome::Rejected {
                 record_id,
                 reason,
                 detail,
-            } = &o
+            } = o
             {
-                report.rejected.push((*record_id, *reason, detail.clone()));
+                report.rejected.push((record_id, reason, detail));
             }
-            *report.counts.entry(o.reason()).or_insert(0) += 1;
         }
-        batch.clear();
-        Ok::<(), anyhow::Error>(())
-    };
-    for (n, line) in reader.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match Envelope::from_json(line.as_bytes()) {
-            Ok(e) => batch.push(e),
-            Err(e) => report.bad_lines.push((n as u64 + 1, e.to_string())),
-        }
-        if batch.len() == 500 {
-            run(&mut batch, &mut report)?;
-        }
+    })?;
+    if let Some(e) = read_error {
+        return Err(e.into());
     }
-    run(&mut batch, &mut report)?;
+    report.bad_lines = bad_lines;
     Ok(report)
 }

@@ -147,6 +147,8 @@ both_backends!(
         let log = log();
         let out = run(store, &log, &[chain(1, 1).remove(0), chain(2, 1).remove(0)]);
         assert_eq!(reasons(&out), vec!["unknown_key", "not_approved"]);
+        // One alarm per refusal, stored once.
+        assert_eq!(alarm_kinds(store), vec!["unknown_key", "not_approved"]);
     }
 );
 

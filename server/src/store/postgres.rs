@@ -434,9 +434,47 @@ struct PgTx<'a> {
     /// The log size, read (and locked) once per transaction and written
     /// back at commit.
     log_size: Option<i64>,
+    /// Accepted records not yet sent: written in one statement per
+    /// transaction (before any read of `records`, and at commit) instead of
+    /// one round trip each.
+    pending: Vec<(RecordRow, i64)>,
 }
 
 impl PgTx<'_> {
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let ids: Vec<&[u8]> = rows.iter().map(|(r, _)| r.record_id.0.as_slice()).collect();
+        let terminals: Vec<&str> = rows.iter().map(|(r, _)| r.terminal_id.as_str()).collect();
+        let seqs: Vec<i64> = rows.iter().map(|(r, _)| r.seq as i64).collect();
+        let types: Vec<&str> = rows.iter().map(|(r, _)| r.record_type.as_str()).collect();
+        let keys: Vec<&str> = rows.iter().map(|(r, _)| r.key_id.as_str()).collect();
+        let payloads: Vec<&[u8]> = rows.iter().map(|(r, _)| r.payload.as_slice()).collect();
+        let sigs: Vec<&[u8]> = rows.iter().map(|(r, _)| r.signature.as_slice()).collect();
+        let signed: Vec<i64> = rows.iter().map(|(r, _)| r.signed_at_ms).collect();
+        let received: Vec<i64> = rows.iter().map(|(r, _)| r.received_at_ms).collect();
+        let hospitals: Vec<&str> = rows.iter().map(|(r, _)| r.hospital_code.as_str()).collect();
+        let insured: Vec<&str> = rows.iter().map(|(r, _)| r.insured_id.as_str()).collect();
+        let dates: Vec<&str> = rows.iter().map(|(r, _)| r.service_date.as_str()).collect();
+        let kinds: Vec<Option<&str>> = rows.iter().map(|(r, _)| r.kind.as_deref()).collect();
+        let indexes: Vec<i64> = rows.iter().map(|(_, i)| *i).collect();
+        self.tx.execute(
+            &format!(
+                "INSERT INTO records ({RECORD_COLUMNS}, log_index)
+                 SELECT * FROM unnest($1::bytea[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                    $6::bytea[], $7::bytea[], $8::int8[], $9::int8[], $10::text[], $11::text[],
+                    $12::text[], $13::text[], $14::int8[])"
+            ),
+            &[
+                &ids, &terminals, &seqs, &types, &keys, &payloads, &sigs, &signed, &received,
+                &hospitals, &insured, &dates, &kinds, &indexes,
+            ],
+        )?;
+        Ok(())
+    }
+
     fn insert_row(
         &mut self,
         table: &str,
@@ -509,6 +547,7 @@ impl Tx for PgTx<'_> {
         terminal_id: &str,
         seq: u64,
     ) -> Result<Option<(RecordId, u64)>, StoreError> {
+        self.flush()?;
         self.tx
             .query_opt(
                 "SELECT record_id, log_index FROM records WHERE terminal_id = $1 AND seq = $2",
@@ -519,6 +558,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn log_index_of(&mut self, id: &RecordId) -> Result<Option<u64>, StoreError> {
+        self.flush()?;
         Ok(self
             .tx
             .query_opt(
@@ -529,6 +569,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn signed_at(&mut self, terminal_id: &str, seq: u64) -> Result<Option<i64>, StoreError> {
+        self.flush()?;
         Ok(self
             .tx
             .query_opt(
@@ -539,13 +580,17 @@ impl Tx for PgTx<'_> {
     }
 
     fn append(&mut self, row: &RecordRow) -> Result<u64, StoreError> {
-        let size: i64 = self
-            .tx
-            .query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])?
-            .get(0);
-        self.insert_row("records", row, Some(size as u64))?;
-        self.tx
-            .execute("UPDATE log_head SET size = $1 WHERE id = 1", &[&(size + 1)])?;
+        // The log head is locked and read once per transaction, and written
+        // back once at commit (another replica waits on the lock).
+        let size = match self.log_size {
+            Some(size) => size,
+            None => self
+                .tx
+                .query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])?
+                .get(0),
+        };
+        self.pending.push((row.clone(), size));
+        self.log_size = Some(size + 1);
         Ok(size as u64)
     }
 
@@ -577,6 +622,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn held(&mut self, terminal_id: &str) -> Result<Vec<RecordRow>, StoreError> {
+        self.flush()?;
         self.tx
             .query(
                 &format!(
@@ -613,8 +659,13 @@ impl Store for PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let tx = client.transaction()?;
-        let mut t = PgTx { tx, log_size: None };
+        let mut t = PgTx {
+            tx,
+            log_size: None,
+            pending: Vec::new(),
+        };
         f(&mut t)?;
+        t.flush()?;
         if let Some(size) = t.log_size {
             t.tx.execute("UPDATE log_head SET size = $1 WHERE id = 1", &[&size])?;
         }
@@ -1005,20 +1056,9 @@ impl Store for PgStore {
             .iter()
             .map(|r| finding_from(r).map(|f| (f.id.clone(), f)))
             .collect::<Result<_, _>>()?;
-        let put = tx.prepare(&format!(
-            "INSERT INTO findings ({FINDING_COLUMNS}) VALUES
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'open', $16, $16)
-             ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
-                ruleset_version = excluded.ruleset_version, severity = excluded.severity,
-                service_date = excluded.service_date, subject_type = excluded.subject_type,
-                subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
-                insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
-                record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
-                params = excluded.params, explanation_zh = excluded.explanation_zh,
-                explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
-        ))?;
         let mut counts = UpsertCounts::default();
         let mut unchanged: Vec<&str> = Vec::new();
+        let mut changed: Vec<&FindingRow> = Vec::new();
         for f in rows {
             match old.remove(&f.id) {
                 Some(o) if super::same_finding(&o, f) => {
@@ -1029,24 +1069,67 @@ impl Store for PgStore {
                 Some(_) => counts.updated += 1,
                 None => counts.new += 1,
             }
+            changed.push(f);
+        }
+        // One statement may not touch a row twice: of one id given twice,
+        // the last wins (as it did row by row).
+        let mut seen = std::collections::HashSet::new();
+        changed.reverse();
+        changed.retain(|f| seen.insert(f.id.as_str()));
+        changed.reverse();
+        // Every new or changed finding in one statement (arrays unnested
+        // into rows) instead of one round trip each.
+        let ids: Vec<&str> = changed.iter().map(|f| f.id.as_str()).collect();
+        let rule_ids: Vec<&str> = changed.iter().map(|f| f.rule_id.as_str()).collect();
+        let versions: Vec<&str> = changed.iter().map(|f| f.ruleset_version.as_str()).collect();
+        let severities: Vec<&str> = changed.iter().map(|f| f.severity.as_str()).collect();
+        let dates: Vec<Option<&str>> = changed.iter().map(|f| f.service_date.as_deref()).collect();
+        let subject_types: Vec<&str> = changed.iter().map(|f| f.subject_type.as_str()).collect();
+        let subject_ids: Vec<&str> = changed.iter().map(|f| f.subject_id.as_str()).collect();
+        let hospitals: Vec<Option<&str>> =
+            changed.iter().map(|f| f.hospital_code.as_deref()).collect();
+        let insured: Vec<Option<&str>> = changed.iter().map(|f| f.insured_id.as_deref()).collect();
+        let claim_ids: Vec<String> = changed.iter().map(|f| f.claim_ids.join(";")).collect();
+        let record_ids: Vec<String> = changed.iter().map(|f| f.record_ids.join(";")).collect();
+        let amounts: Vec<i64> = changed.iter().map(|f| f.amount_fen as i64).collect();
+        let params: Vec<String> = changed
+            .iter()
+            .map(|f| serde_json::to_string(&f.params).unwrap_or_default())
+            .collect();
+        let zh: Vec<&str> = changed.iter().map(|f| f.explanation_zh.as_str()).collect();
+        let en: Vec<&str> = changed.iter().map(|f| f.explanation_en.as_str()).collect();
+        if !changed.is_empty() {
             tx.execute(
-                &put,
+                &format!(
+                    "INSERT INTO findings ({FINDING_COLUMNS})
+                     SELECT u.*, 'open', $16, $16 FROM unnest($1::text[], $2::text[], $3::text[],
+                        $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                        $10::text[], $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[]) AS u
+                     ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
+                        ruleset_version = excluded.ruleset_version, severity = excluded.severity,
+                        service_date = excluded.service_date, subject_type = excluded.subject_type,
+                        subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
+                        insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
+                        record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
+                        params = excluded.params, explanation_zh = excluded.explanation_zh,
+                        explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
+                ),
                 &[
-                    &f.id,
-                    &f.rule_id,
-                    &f.ruleset_version,
-                    &f.severity,
-                    &f.service_date,
-                    &f.subject_type,
-                    &f.subject_id,
-                    &f.hospital_code,
-                    &f.insured_id,
-                    &f.claim_ids.join(";"),
-                    &f.record_ids.join(";"),
-                    &(f.amount_fen as i64),
-                    &serde_json::to_string(&f.params).unwrap_or_default(),
-                    &f.explanation_zh,
-                    &f.explanation_en,
+                    &ids,
+                    &rule_ids,
+                    &versions,
+                    &severities,
+                    &dates,
+                    &subject_types,
+                    &subject_ids,
+                    &hospitals,
+                    &insured,
+                    &claim_ids,
+                    &record_ids,
+                    &amounts,
+                    &params,
+                    &zh,
+                    &en,
                     &now_ms,
                 ],
             )?;

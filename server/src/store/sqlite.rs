@@ -311,16 +311,36 @@ fn finding_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FindingRow, St
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// A second connection for registry reads (file databases only): in WAL
+    /// mode it reads the last committed state while `conn` is inside a
+    /// write transaction, so checking the next upload's signatures never
+    /// waits for the previous upload's commit.
+    reader: Option<Mutex<Connection>>,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)?;
-        SqliteStore::init(conn)
+        let mut store = SqliteStore::init(conn)?;
+        let reader = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        store.reader = Some(Mutex::new(reader));
+        Ok(store)
     }
 
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         SqliteStore::init(Connection::open_in_memory()?)
+    }
+
+    /// The connection for registry reads: the reader when there is one.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        match &self.reader {
+            Some(r) => r.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.conn(),
+        }
     }
 
     fn init(mut conn: Connection) -> Result<SqliteStore, StoreError> {
@@ -340,6 +360,7 @@ impl SqliteStore {
         tx.commit()?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reader: None,
         })
     }
 
@@ -388,6 +409,14 @@ const TERMINAL_COLUMNS: &str = "terminal_id, hospital_code, department_code, pub
 const RECORD_COLUMNS: &str = "record_id, terminal_id, seq, record_type, key_id, payload, signature, signed_at_ms, \
      received_at_ms, hospital_code, insured_id, service_date, kind";
 
+const INSERT_RECORD: &str = "INSERT INTO records (record_id, terminal_id, seq, record_type, key_id, payload, \
+     signature, signed_at_ms, received_at_ms, hospital_code, insured_id, service_date, kind, log_index) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+const INSERT_HELD: &str = "INSERT INTO held_records (record_id, terminal_id, seq, record_type, key_id, payload, \
+     signature, signed_at_ms, received_at_ms, hospital_code, insured_id, service_date, kind) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
 fn record_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RecordRow, Vec<u8>, Vec<u8>)> {
     Ok((
         RecordRow {
@@ -433,18 +462,12 @@ impl SqliteTx<'_> {
         row: &RecordRow,
         log_index: Option<u64>,
     ) -> Result<(), StoreError> {
-        let (cols, vals) = match log_index {
-            Some(_) => (
-                format!("{RECORD_COLUMNS}, log_index"),
-                "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14",
-            ),
-            None => (
-                RECORD_COLUMNS.to_owned(),
-                "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13",
-            ),
+        let sql = match (table, log_index) {
+            ("records", Some(_)) => INSERT_RECORD,
+            ("held_records", None) => INSERT_HELD,
+            _ => return Err(StoreError::Corrupt("record row for an unknown table")),
         };
-        let sql = format!("INSERT INTO {table} ({cols}) VALUES ({vals})");
-        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let mut stmt = self.tx.prepare_cached(sql)?;
         let base = params![
             row.record_id.0.as_slice(),
             row.terminal_id,
@@ -547,14 +570,16 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn append(&mut self, row: &RecordRow) -> Result<u64, StoreError> {
-        let size: i64 = self
-            .tx
-            .query_row("SELECT size FROM log_head WHERE id = 1", [], |r| r.get(0))?;
+        // The log head is read once per transaction (the transaction holds
+        // the write lock) and written back once at commit.
+        let size = match self.log_size {
+            Some(size) => size,
+            None => self
+                .tx
+                .query_row("SELECT size FROM log_head WHERE id = 1", [], |r| r.get(0))?,
+        };
         self.insert_row("records", row, Some(size as u64))?;
-        self.tx.execute(
-            "UPDATE log_head SET size = ?1 WHERE id = 1",
-            params![size + 1],
-        )?;
+        self.log_size = Some(size + 1);
         Ok(size as u64)
     }
 
@@ -675,7 +700,7 @@ impl Store for SqliteStore {
     }
 
     fn terminal_by_key(&self, key_id: &str) -> Result<Option<TerminalRow>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader();
         conn.query_row(
             &format!("SELECT {TERMINAL_COLUMNS} FROM terminals WHERE key_id = ?1"),
             params![key_id],
