@@ -4,18 +4,25 @@
 //!     cargo bench -p wuding-firmware-host --bench reconcile            # 50,000 patients
 //!     WUDING_BENCH_PATIENTS=200000 cargo bench -p wuding-firmware-host --bench reconcile
 //!
-//! Prints generation time (not measured against any goal), then the best and
-//! median of several full `reconcile` runs with the default rules, and the
-//! findings by severity. Goal (issue 8): a province month, 50,000 patients,
-//! in under 1 s. Under `cargo nextest run --all-targets` it lists one smoke
-//! case, `reconcile_smoke`, which runs with 300 patients.
+//! Prints generation time (not measured against any goal), then the records
+//! and claim lines reconciled, the best and median of several full
+//! `reconcile` runs with the default rules (`WUDING_BENCH_RUNS`, default 5),
+//! `WUDING_BENCH_THREADS` (default: the CPUs available; 1 = single-threaded
+//! engine), the findings by rule and severity, a SHA-256 digest of the findings (equal
+//! digests = identical findings, to compare engine versions), and the
+//! process's peak memory (VmHWM; it includes the generator's data). Goal
+//! (issue 8): a province month, 50,000 patients, in under 1 s. Under `cargo
+//! nextest run --all-targets` it lists one smoke case, `reconcile_smoke`,
+//! which runs with 300 patients.
 
 use std::time::Instant;
+
+use sha2::{Digest, Sha256};
 
 use wuding_firmware_host::scenario::{ClaimRow, PlanRow, Scenario, ScenarioConfig, generate};
 use wuding_protocol::types::{Dose, TreatmentKind};
 use wuding_protocol::{ClaimLine, Record, TreatmentPlan};
-use wuding_rules::{AttestedSession, Dataset, Period, Ruleset, reconcile};
+use wuding_rules::{AttestedSession, Dataset, Period, Ruleset, reconcile_on};
 
 fn date(s: &str) -> wuding_protocol::Date {
     s.parse().expect("generated dates parse")
@@ -77,6 +84,23 @@ fn sessions(s: &Scenario) -> Vec<AttestedSession> {
         .collect()
 }
 
+/// Peak resident memory of this process, from /proc/self/status (Linux).
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A digest of every field of every finding, in output order.
+fn digest(findings: &[wuding_rules::Finding]) -> String {
+    let mut h = Sha256::new();
+    for f in findings {
+        h.update(format!("{f:?}\n").as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
 fn main() {
     // Under a test runner (cargo nextest --all-targets lists every target)
     // this bench offers one small smoke case; `cargo bench` runs it in full.
@@ -124,11 +148,16 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(5)
     };
+    // WUDING_BENCH_THREADS=1 runs the engine on one thread, for comparison.
+    let threads = std::env::var("WUDING_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut times = Vec::new();
     let mut findings = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        findings = reconcile(&rules, &data);
+        findings = reconcile_on(&rules, &data, threads);
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
@@ -146,13 +175,28 @@ fn main() {
         println!("  {rule:<40} {n}");
     }
     println!(
-        "reconcile: best {:.3} s, median {:.3} s over {runs} runs; {} findings {by_sev:?}",
+        "reconcile {} records, {} claim lines on {threads} thread(s): best {:.3} s, median {:.3} s over {runs} runs; {} findings {by_sev:?}, digest {}",
+        sessions.len(),
+        claims.len(),
         times[0],
         times[times.len() / 2],
-        findings.len()
+        findings.len(),
+        digest(&findings)
     );
+    match peak_memory_mib() {
+        Some(mib) => println!("peak memory (VmHWM, generator included): {mib:.0} MiB"),
+        None => println!("peak memory: unavailable (no /proc/self/status)"),
+    }
     assert!(
         !findings.is_empty(),
         "a month with injected frauds has findings"
     );
+    // The engine splits its work over threads; one thread must give the
+    // very same findings, in the same order.
+    let other = if threads > 1 { 1 } else { 2 };
+    assert!(
+        reconcile_on(&rules, &data, other) == findings,
+        "reconcile on {other} thread(s) differs from {threads}"
+    );
+    println!("same findings on {other} thread(s)");
 }

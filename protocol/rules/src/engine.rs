@@ -23,11 +23,16 @@ fn family(kind: TreatmentKind) -> u8 {
     if kind.is_centre_dialysis() {
         0
     } else {
-        1 + TreatmentKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or(0) as u8
+        1 + kind_index(kind) as u8
     }
+}
+
+/// A kind's position in [`TreatmentKind::ALL`].
+fn kind_index(kind: TreatmentKind) -> usize {
+    TreatmentKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
 }
 
 struct SessView {
@@ -65,7 +70,6 @@ struct OnRecord<'r> {
 struct Engine<'a> {
     rs: &'a Ruleset,
     data: &'a Dataset<'a>,
-    out: Vec<Finding>,
     sv: Vec<SessView>,
     cv: Vec<ClaimView>,
     patient_ids: Vec<&'a str>,
@@ -75,19 +79,67 @@ struct Engine<'a> {
     pairs: Vec<(u32, u32)>,
     /// Claim views whose amount exceeds their sessions' charges.
     above_charge: Vec<bool>,
+    /// Each rule's parameters rendered for its findings, by
+    /// [`rule_index`].
+    params: Vec<BTreeMap<String, String>>,
 }
 
-/// Runs every enabled rule of `ruleset` over `data`.
+/// A rule's position in [`RuleId::ALL`].
+fn rule_index(rule: RuleId) -> usize {
+    RuleId::ALL.iter().position(|r| *r == rule).unwrap_or(0)
+}
+
+/// Runs every enabled rule of `ruleset` over `data`, on up to two threads
+/// (see [`reconcile_on`]).
 pub fn reconcile(ruleset: &Ruleset, data: &Dataset<'_>) -> Vec<Finding> {
-    let mut e = Engine::new(ruleset, data);
-    e.join_slots();
-    e.per_session();
-    e.per_patient();
-    e.fallback_rates();
-    e.plan_checks();
-    e.integrity();
-    e.peers();
-    let mut out = e.out;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    reconcile_on(ruleset, data, threads)
+}
+
+/// [`reconcile`] on at most `threads` threads (1: all on the caller's
+/// thread). The findings are the same, in the same order, whatever the
+/// number of threads: each phase writes its own list and the lists are
+/// joined in phase order before the final sort. Beyond two threads nothing
+/// is gained: the work is split in two halves of similar cost.
+pub fn reconcile_on(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Vec<Finding> {
+    let parallel = threads > 1;
+    let mut e = Engine::new(ruleset, data, parallel);
+    let mut out = e.join_slots();
+    let e = &e;
+    // After the join every phase only reads the engine's state.
+    let per_patient = || {
+        let mut found = Vec::new();
+        e.per_patient(&mut found);
+        found
+    };
+    let the_rest = || {
+        let mut found: [Vec<Finding>; 5] = Default::default();
+        let [session, fallback, plans, integrity, peers] = &mut found;
+        e.per_session(session);
+        e.fallback_rates(fallback);
+        e.plan_checks(plans);
+        e.integrity(integrity);
+        e.peers(peers);
+        found
+    };
+    let (patient, [session, fallback, plans, integrity, peers]) = if parallel {
+        std::thread::scope(|scope| {
+            let patient = scope.spawn(per_patient);
+            let rest = the_rest();
+            let patient = patient
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (patient, rest)
+        })
+    } else {
+        let rest = the_rest();
+        (per_patient(), rest)
+    };
+    // Phase order, as if run one after another: dedup below keeps the
+    // first of two findings with one id, so the order decides which.
+    for phase in [session, patient, fallback, plans, integrity, peers] {
+        out.extend(phase);
+    }
     out.sort_by(|a, b| (a.severity, &a.rule_id, a.id).cmp(&(b.severity, &b.rule_id, b.id)));
     // One finding per rule and subject: a defect reported twice (measured
     // from the receipt time and reported by ingest) is one finding.
@@ -95,70 +147,161 @@ pub fn reconcile(ruleset: &Ruleset, data: &Dataset<'_>) -> Vec<Finding> {
     out
 }
 
-impl<'a> Engine<'a> {
-    fn new(rs: &'a Ruleset, data: &'a Dataset<'a>) -> Engine<'a> {
-        let mut patients: FxMap<&'a str, u32> = map_with(data.claims.len() / 8 + 16);
-        let mut patient_ids: Vec<&'a str> = Vec::new();
-        let mut hospitals: FxMap<&'a str, u32> = map_with(256);
-        let mut terminals: FxMap<&'a str, u32> = map_with(1024);
-        let mut nurses: FxMap<&'a str, u32> = map_with(1024);
-        let intern = |map: &mut FxMap<&'a str, u32>, ids: Option<&mut Vec<&'a str>>, s: &'a str| {
-            let n = map.len() as u32;
-            let v = *map.entry(s).or_insert(n);
-            if v == n
-                && let Some(ids) = ids
-            {
-                ids.push(s);
-            }
-            v
-        };
-        let mut sv = Vec::with_capacity(data.sessions.len());
-        for (i, s) in data.sessions.iter().enumerate() {
-            let r = &s.record;
-            let Some(date) = local_date(r.check_in.at_ms, r.utc_offset_min) else {
-                continue;
-            };
-            if !data.period.contains(date) {
-                continue;
-            }
-            sv.push(SessView {
-                i,
-                patient: intern(&mut patients, Some(&mut patient_ids), &r.patient.insured_id),
-                hospital: intern(&mut hospitals, None, &r.hospital_code),
-                terminal: intern(&mut terminals, None, &r.terminal_id),
-                nurse: intern(&mut nurses, None, &r.nurse_id),
-                day: days_from_date(date),
-                date,
-                start_ms: r.check_in.at_ms,
-                end_ms: r.check_out.as_ref().map(|o| o.at_ms),
-                fallback: s.is_fallback(),
-            });
+/// Strings numbered in order of first appearance.
+struct Interner<'a> {
+    index: FxMap<&'a str, u32>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Interner<'a> {
+    fn with_capacity(n: usize) -> Interner<'a> {
+        Interner {
+            index: map_with(n),
+            names: Vec::with_capacity(n),
         }
-        let mut cv = Vec::with_capacity(data.claims.len());
-        for (i, c) in data.claims.iter().enumerate() {
-            if !data.period.contains(c.service_date) {
-                continue;
-            }
-            cv.push(ClaimView {
-                i,
-                patient: intern(&mut patients, Some(&mut patient_ids), &c.insured_id),
-                hospital: intern(&mut hospitals, None, &c.hospital_code),
-                day: days_from_date(c.service_date),
-                date: c.service_date,
-            });
+    }
+
+    fn id(&mut self, s: &'a str) -> u32 {
+        let next = self.names.len() as u32;
+        let id = *self.index.entry(s).or_insert(next);
+        if id == next {
+            self.names.push(s);
+        }
+        id
+    }
+
+    /// Adds `other`'s names (in its order) and returns, for each of
+    /// `other`'s ids, the id here: the numbering a single interner would
+    /// have given had it seen this one's strings, then `other`'s.
+    fn absorb(&mut self, other: &Interner<'a>) -> Vec<u32> {
+        other.names.iter().map(|s| self.id(s)).collect()
+    }
+}
+
+/// Session views with patients and hospitals numbered (terminals and
+/// nurses are numbered apart, see [`staff_ids`]).
+fn session_views<'a>(
+    data: &Dataset<'a>,
+    patients: &mut Interner<'a>,
+    hospitals: &mut Interner<'a>,
+) -> Vec<SessView> {
+    let mut sv = Vec::with_capacity(data.sessions.len());
+    for (i, s) in data.sessions.iter().enumerate() {
+        let r = &s.record;
+        let Some(date) = in_period(data, s) else {
+            continue;
+        };
+        sv.push(SessView {
+            i,
+            patient: patients.id(&r.patient.insured_id),
+            hospital: hospitals.id(&r.hospital_code),
+            terminal: NONE,
+            nurse: NONE,
+            day: days_from_date(date),
+            date,
+            start_ms: r.check_in.at_ms,
+            end_ms: r.check_out.as_ref().map(|o| o.at_ms),
+            fallback: s.is_fallback(),
+        });
+    }
+    sv
+}
+
+/// The session's service date, if inside the period.
+fn in_period(data: &Dataset<'_>, s: &crate::model::AttestedSession) -> Option<Date> {
+    let r = &s.record;
+    local_date(r.check_in.at_ms, r.utc_offset_min).filter(|d| data.period.contains(*d))
+}
+
+/// Terminal and nurse numbers of the sessions in the period, in the order
+/// of [`session_views`].
+fn staff_ids(data: &Dataset<'_>) -> Vec<(u32, u32)> {
+    let mut terminals = Interner::with_capacity(1024);
+    let mut nurses = Interner::with_capacity(1024);
+    data.sessions
+        .iter()
+        .filter(|s| in_period(data, s).is_some())
+        .map(|s| {
+            (
+                terminals.id(&s.record.terminal_id),
+                nurses.id(&s.record.nurse_id),
+            )
+        })
+        .collect()
+}
+
+/// Claim views with patients and hospitals numbered by the given
+/// interners.
+fn claim_views<'a>(
+    data: &Dataset<'a>,
+    patients: &mut Interner<'a>,
+    hospitals: &mut Interner<'a>,
+) -> Vec<ClaimView> {
+    let mut cv = Vec::with_capacity(data.claims.len());
+    for (i, c) in data.claims.iter().enumerate() {
+        if !data.period.contains(c.service_date) {
+            continue;
+        }
+        cv.push(ClaimView {
+            i,
+            patient: patients.id(&c.insured_id),
+            hospital: hospitals.id(&c.hospital_code),
+            day: days_from_date(c.service_date),
+            date: c.service_date,
+        });
+    }
+    cv
+}
+
+impl<'a> Engine<'a> {
+    /// Numbers patients, hospitals, terminals and nurses in order of first
+    /// appearance (sessions, then claims) and builds the views. With
+    /// `parallel`, the claims and the sessions' staff are numbered on a
+    /// second thread and renumbered after: the same numbers either way.
+    fn new(rs: &'a Ruleset, data: &'a Dataset<'a>, parallel: bool) -> Engine<'a> {
+        let mut patients = Interner::with_capacity(data.claims.len() / 8 + 16);
+        let mut hospitals = Interner::with_capacity(256);
+        let (mut sv, cv, staff) = if parallel {
+            std::thread::scope(|scope| {
+                let claims = scope.spawn(|| {
+                    let mut patients = Interner::with_capacity(data.claims.len() / 8 + 16);
+                    let mut hospitals = Interner::with_capacity(256);
+                    let cv = claim_views(data, &mut patients, &mut hospitals);
+                    (cv, patients, hospitals, staff_ids(data))
+                });
+                let sv = session_views(data, &mut patients, &mut hospitals);
+                let (mut cv, claim_patients, claim_hospitals, staff) = claims
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                let patient_of = patients.absorb(&claim_patients);
+                let hospital_of = hospitals.absorb(&claim_hospitals);
+                for c in &mut cv {
+                    c.patient = patient_of[c.patient as usize];
+                    c.hospital = hospital_of[c.hospital as usize];
+                }
+                (sv, cv, staff)
+            })
+        } else {
+            let sv = session_views(data, &mut patients, &mut hospitals);
+            let cv = claim_views(data, &mut patients, &mut hospitals);
+            (sv, cv, staff_ids(data))
+        };
+        for (s, (terminal, nurse)) in sv.iter_mut().zip(staff) {
+            s.terminal = terminal;
+            s.nurse = nurse;
         }
         let n_s = sv.len();
         let n_c = cv.len();
         Engine {
             rs,
             data,
-            out: Vec::new(),
             sv,
             cv,
-            patient_ids,
+            patient_ids: patients.names,
             claim_of_session: vec![NONE; n_s],
             pairs: Vec::new(),
             above_charge: vec![false; n_c],
+            params: RuleId::ALL.iter().map(|r| rs.params_of(*r)).collect(),
         }
     }
 
@@ -172,7 +315,8 @@ impl<'a> Engine<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn push(
-        &mut self,
+        &self,
+        out: &mut Vec<Finding>,
         rule: RuleId,
         date: Option<Date>,
         subject: Subject,
@@ -187,11 +331,11 @@ impl<'a> Engine<'a> {
         let Some(severity) = self.rs.active(rule) else {
             return;
         };
-        self.out.push(Finding {
+        out.push(Finding {
             id: FindingId::of(rule.code(), id_parts),
             rule_id: rule.code().to_owned(),
             ruleset_version: self.rs.version.clone(),
-            params: self.rs.params_of(rule),
+            params: self.params[rule_index(rule)].clone(),
             severity,
             date,
             subject,
@@ -206,8 +350,15 @@ impl<'a> Engine<'a> {
 
     /// A finding about one attested session record: subject, date,
     /// hospital, patient, claim and money at stake are the record's.
-    fn push_on_record(&mut self, rule: RuleId, on: &OnRecord<'_>, explanation: Text) {
+    fn push_on_record(
+        &self,
+        out: &mut Vec<Finding>,
+        rule: RuleId,
+        on: &OnRecord<'_>,
+        explanation: Text,
+    ) {
         self.push(
+            out,
             rule,
             Some(on.date),
             Subject::Record(on.rid.to_owned()),
@@ -223,7 +374,12 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------------- slots
 
-    fn join_slots(&mut self) {
+    /// Pairs claims with attested sessions (patient, hospital, day, kind
+    /// family) and returns the findings of the pairing: phantom sessions,
+    /// inflated counts, swapped services, amounts above the charge.
+    fn join_slots(&mut self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let out = &mut found;
         type Key = (u32, u32, i64, u8);
         let mut slot_of: FxMap<Key, u32> = map_with(self.sv.len() + self.cv.len() / 4);
         let mut s_head: Vec<u32> = Vec::new();
@@ -285,7 +441,7 @@ impl<'a> Engine<'a> {
 
             if ss.is_empty() {
                 for &c in &cs {
-                    self.phantom(c);
+                    self.phantom(out, c);
                 }
                 continue;
             }
@@ -314,19 +470,21 @@ impl<'a> Engine<'a> {
                     self.claim_of_session[s as usize] = c;
                     self.pairs.push((c, s));
                 }
-                self.compare_claim(c, &paired, tolerance);
+                self.above_charge[c as usize] = self.compare_claim(out, c, &paired, tolerance);
             }
             if units > ss.len() as u64 {
-                self.inflated(&cs, &ss, units, amount);
+                self.inflated(out, &cs, &ss, units, amount);
             }
         }
         self.pairs.sort_unstable();
+        found
     }
 
-    fn phantom(&mut self, c: u32) {
+    fn phantom(&self, out: &mut Vec<Finding>, c: u32) {
         let claim = self.claim(c);
         let (zh_amt, en_amt) = money(claim.amount_fen);
         self.push(
+            out,
             RuleId::PhantomSession,
             Some(claim.service_date),
             Subject::Claim(claim.claim_id.clone()),
@@ -349,7 +507,7 @@ impl<'a> Engine<'a> {
         );
     }
 
-    fn inflated(&mut self, cs: &[u32], ss: &[u32], units: u64, amount: u64) {
+    fn inflated(&self, out: &mut Vec<Finding>, cs: &[u32], ss: &[u32], units: u64, amount: u64) {
         let first = self.claim(cs[0]);
         let attested = ss.len() as u64;
         let excess = units - attested;
@@ -362,6 +520,7 @@ impl<'a> Engine<'a> {
             family(first.service_kind)
         );
         self.push(
+            out,
             RuleId::InflatedCount,
             Some(first.service_date),
             Subject::PatientDay(subject.clone()),
@@ -384,9 +543,17 @@ impl<'a> Engine<'a> {
         );
     }
 
-    fn compare_claim(&mut self, c: u32, paired: &[u32], tolerance: u64) {
+    /// Emits the findings comparing claim `c` with the sessions paired with
+    /// it; returns whether its amount exceeds their bound charges.
+    fn compare_claim(
+        &self,
+        out: &mut Vec<Finding>,
+        c: u32,
+        paired: &[u32],
+        tolerance: u64,
+    ) -> bool {
         if paired.is_empty() {
-            return;
+            return false;
         }
         let claim = self.claim(c);
         let charges: u64 = paired
@@ -408,6 +575,7 @@ impl<'a> Engine<'a> {
         if let Some(s) = swapped {
             let attested = self.session(s).record.treatment.kind;
             self.push(
+                out,
                 RuleId::ServiceSwapped,
                 Some(claim.service_date),
                 Subject::Claim(claim.claim_id.clone()),
@@ -428,16 +596,16 @@ impl<'a> Engine<'a> {
                     ),
                 },
             );
-            return;
+            return false;
         }
         if paired.len() as u32 == claim.quantity
             && claim.amount_fen > charges.saturating_add(tolerance)
         {
-            self.above_charge[c as usize] = true;
             let diff = claim.amount_fen - charges;
             let (zc, ec) = money(claim.amount_fen);
             let (zb, eb) = money(charges);
             self.push(
+                out,
                 RuleId::AmountAboveCharge,
                 Some(claim.service_date),
                 Subject::Claim(claim.claim_id.clone()),
@@ -452,7 +620,9 @@ impl<'a> Engine<'a> {
                     en: format!("claimed {ec}, above the {eb} bound into the record"),
                 },
             );
+            return true;
         }
+        false
     }
 
     // ---------------------------------------------------------- per session
@@ -466,7 +636,7 @@ impl<'a> Engine<'a> {
         claim.amount_fen / u64::from(claim.quantity.max(1))
     }
 
-    fn per_session(&mut self) {
+    fn per_session(&self, out: &mut Vec<Finding>) {
         let missing_kinds: Vec<TreatmentKind> =
             self.rs.kinds(RuleId::MissingCheckout, "kinds").to_vec();
         let composites: Vec<Composite> = self
@@ -483,6 +653,14 @@ impl<'a> Engine<'a> {
         };
         let skew_min_ms = threshold(RuleId::ClockSkew, "min_skew_minutes", 60_000);
         let late_min_ms = threshold(RuleId::LateSync, "min_delay_hours", 3_600_000);
+        let min_minutes_of: Vec<Option<i64>> = TreatmentKind::ALL
+            .iter()
+            .map(|&kind| {
+                self.rs
+                    .kind_int(RuleId::ShortDialysis, "min_minutes", kind)
+                    .filter(|_| kind.is_centre_dialysis())
+            })
+            .collect();
         for v in 0..self.sv.len() as u32 {
             let s = self.session(v);
             let r = &s.record;
@@ -490,10 +668,7 @@ impl<'a> Engine<'a> {
             let kind = r.treatment.kind;
             let fallback = view.fallback;
             let minutes = r.duration_min();
-            let min_minutes = self
-                .rs
-                .kind_int(RuleId::ShortDialysis, "min_minutes", kind)
-                .filter(|_| kind.is_centre_dialysis());
+            let min_minutes = min_minutes_of[kind_index(kind)];
             let short = matches!((minutes, min_minutes), (Some(m), Some(min)) if m < min);
             let missing = r.closure == Closure::MissingCheckout;
             let missing_hit = missing && missing_kinds.contains(&kind);
@@ -556,6 +731,7 @@ impl<'a> Engine<'a> {
                     },
                 };
                 self.push_on_record(
+                    out,
                     RuleId::SupervisedFallback,
                     &on,
                     Text {
@@ -568,6 +744,7 @@ impl<'a> Engine<'a> {
             }
             if short && let (Some(m), Some(min)) = (minutes, min_minutes) {
                 self.push_on_record(
+                    out,
                     RuleId::ShortDialysis,
                     &on,
                     Text {
@@ -578,6 +755,7 @@ impl<'a> Engine<'a> {
             }
             if missing_hit {
                 self.push_on_record(
+                    out,
                     RuleId::MissingCheckout,
                     &on,
                     Text {
@@ -590,6 +768,7 @@ impl<'a> Engine<'a> {
                 let t = &r.terminal_id;
                 let min = skew_ms / 60_000;
                 self.push_on_record(
+                    out,
                     RuleId::ClockSkew,
                     &on,
                     Text {
@@ -602,6 +781,7 @@ impl<'a> Engine<'a> {
                 let t = &r.terminal_id;
                 let hours = delay_ms / 3_600_000;
                 self.push_on_record(
+                    out,
                     RuleId::LateSync,
                     &on,
                     Text {
@@ -618,7 +798,7 @@ impl<'a> Engine<'a> {
                         .map(Condition::code)
                         .chain(comp.any.iter().filter(|c| holds(c)).map(Condition::code))
                         .collect();
-                    self.out.push(Finding {
+                    out.push(Finding {
                         id: FindingId::of(&comp.id, &[&rid]),
                         rule_id: comp.id.clone(),
                         ruleset_version: self.rs.version.clone(),
@@ -643,7 +823,7 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------- per patient
 
-    fn per_patient(&mut self) {
+    fn per_patient(&self, out: &mut Vec<Finding>) {
         let n = self.patient_ids.len();
         // CSR by patient.
         let mut s_start = vec![0u32; n + 1];
@@ -674,18 +854,7 @@ impl<'a> Engine<'a> {
             c_items[fill[p] as usize] = v as u32;
             fill[p] += 1;
         }
-        let mut plans_of: Vec<Vec<&'a TreatmentPlan>> = vec![Vec::new(); n];
-        let index: FxMap<&str, u32> = self
-            .patient_ids
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (*p, i as u32))
-            .collect();
-        for plan in self.data.plans {
-            if let Some(&p) = index.get(plan.insured_id.as_str()) {
-                plans_of[p as usize].push(plan);
-            }
-        }
+        let plans_of = self.plans_by_patient(false);
 
         let day_on = self.rs.active(RuleId::FrequencyDay).is_some();
         let week_on = self.rs.active(RuleId::FrequencyWeek).is_some();
@@ -694,12 +863,13 @@ impl<'a> Engine<'a> {
         let mut ss: Vec<u32> = Vec::new();
         let mut cs: Vec<u32> = Vec::new();
         let mut events: Vec<Event> = Vec::new();
+        let weeks = IsoWeeks::of(&self.data.period);
         for p in 0..n {
             ss.clear();
             ss.extend_from_slice(&s_items[s_start[p] as usize..s_start[p + 1] as usize]);
             ss.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
             if overlap_on {
-                self.overlaps(&ss);
+                self.overlaps(out, &ss);
             }
             if !(day_on || week_on || month_on) {
                 continue;
@@ -711,7 +881,9 @@ impl<'a> Engine<'a> {
                 events.push(Event {
                     day: view.day,
                     date: view.date,
+                    week: weeks.week(view.day, view.date),
                     kind,
+                    family: family(kind),
                     claim: false,
                     units: 1,
                     amount: 0,
@@ -727,7 +899,9 @@ impl<'a> Engine<'a> {
                 events.push(Event {
                     day: view.day,
                     date: view.date,
+                    week: weeks.week(view.day, view.date),
                     kind: claim.service_kind,
+                    family: family(claim.service_kind),
                     claim: true,
                     units: claim.quantity,
                     amount: claim.amount_fen,
@@ -735,21 +909,21 @@ impl<'a> Engine<'a> {
                 });
             }
             // Stable: sessions stay in time order, claims in claim-id order.
-            events.sort_by_key(|e| (e.day, family(e.kind), e.claim));
+            events.sort_by_key(|e| (e.day, e.family, e.claim));
             let patient = self.patient_ids[p];
             if day_on {
-                self.frequency_day(patient, &events);
+                self.frequency_day(out, patient, &events);
             }
             if week_on {
-                self.frequency_week(patient, &events, &plans_of[p]);
+                self.frequency_week(out, patient, &events, &plans_of[p]);
             }
             if month_on {
-                self.frequency_month(patient, &events);
+                self.frequency_month(out, patient, &events);
             }
         }
     }
 
-    fn overlaps(&mut self, ss: &[u32]) {
+    fn overlaps(&self, out: &mut Vec<Finding>, ss: &[u32]) {
         let min_overlap = self.rs.int(RuleId::OverlapPlaces, "min_overlap_minutes") * 60_000;
         let open = self.rs.int(RuleId::OverlapPlaces, "open_session_minutes") * 60_000;
         for a in 0..ss.len() {
@@ -787,6 +961,7 @@ impl<'a> Engine<'a> {
                 let minutes = overlap / 60_000;
                 let date = a_date;
                 self.push(
+                    out,
                     RuleId::OverlapPlaces,
                     Some(date),
                     Subject::Record(subject.clone()),
@@ -849,28 +1024,34 @@ impl<'a> Engine<'a> {
         (attested, claimed, unit)
     }
 
-    fn frequency_day(&mut self, patient: &str, events: &[Event]) {
+    fn frequency_day(&self, out: &mut Vec<Finding>, patient: &str, events: &[Event]) {
         let max = self
             .rs
             .int(RuleId::FrequencyDay, "max_centre_dialysis_per_day") as u64;
         let mut i = 0;
         while i < events.len() {
             let day = events[i].day;
-            let group: Vec<&Event> = events[i..]
-                .iter()
-                .take_while(|e| e.day == day)
-                .filter(|e| e.kind.is_centre_dialysis())
-                .collect();
-            i += events[i..].iter().take_while(|e| e.day == day).count();
-            let (attested, claimed, unit) = Self::count(&group);
-            let n = attested.max(claimed);
-            if n <= max {
+            let len = events[i..].iter().take_while(|e| e.day == day).count();
+            let on_day = &events[i..i + len];
+            i += len;
+            // Most days hold one session: count before collecting.
+            let dialysis = || on_day.iter().filter(|e| e.kind.is_centre_dialysis());
+            let attested = dialysis().filter(|e| !e.claim).count() as u64;
+            let claimed: u64 = dialysis()
+                .filter(|e| e.claim)
+                .map(|e| u64::from(e.units))
+                .sum();
+            if attested.max(claimed) <= max {
                 continue;
             }
+            let group: Vec<&Event> = dialysis().collect();
+            let (attested, claimed, unit) = Self::count(&group);
+            let n = attested.max(claimed);
             let date = group[0].date;
             let (claims, records, hospital) = self.evidence(&group);
             let subject = format!("{patient}|{date}");
             self.push(
+                out,
                 RuleId::FrequencyDay,
                 Some(date),
                 Subject::PatientDay(subject.clone()),
@@ -892,16 +1073,14 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn frequency_week(&mut self, patient: &str, events: &[Event], plans: &[&TreatmentPlan]) {
-        let mut groups: BTreeMap<(i16, i8, u8), Vec<&Event>> = BTreeMap::new();
-        for e in events {
-            let w = e.date.iso_week_date();
-            groups
-                .entry((w.year(), w.week(), family(e.kind)))
-                .or_default()
-                .push(e);
-        }
-        for ((year, week, fam), group) in groups {
+    fn frequency_week(
+        &self,
+        out: &mut Vec<Finding>,
+        patient: &str,
+        events: &[Event],
+        plans: &[&TreatmentPlan],
+    ) {
+        for ((year, week, fam), group) in groups_by(events, |e| (e.week.0, e.week.1, e.family)) {
             let first = group[0];
             let limit = plans
                 .iter()
@@ -926,6 +1105,7 @@ impl<'a> Engine<'a> {
             let subject = format!("{patient}|{year}-W{week:02}|{fam}");
             let kind = first.kind;
             self.push(
+                out,
                 RuleId::FrequencyWeek,
                 Some(first.date),
                 Subject::PatientWeek(subject.clone()),
@@ -947,15 +1127,10 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn frequency_month(&mut self, patient: &str, events: &[Event]) {
-        let mut groups: BTreeMap<(i16, i8, u8), Vec<&Event>> = BTreeMap::new();
-        for e in events {
-            groups
-                .entry((e.date.year(), e.date.month(), family(e.kind)))
-                .or_default()
-                .push(e);
-        }
-        for ((year, month, fam), group) in groups {
+    fn frequency_month(&self, out: &mut Vec<Finding>, patient: &str, events: &[Event]) {
+        for ((year, month, fam), group) in
+            groups_by(events, |e| (e.date.year(), e.date.month(), e.family))
+        {
             let kind = group[0].kind;
             let Some(max) = self
                 .rs
@@ -972,6 +1147,7 @@ impl<'a> Engine<'a> {
             let (claims, records, hospital) = self.evidence(&group);
             let subject = format!("{patient}|{year}-{month:02}|{fam}");
             self.push(
+                out,
                 RuleId::FrequencyMonth,
                 Some(group[0].date),
                 Subject::PatientMonth(subject.clone()),
@@ -995,7 +1171,7 @@ impl<'a> Engine<'a> {
 
     // ------------------------------------------------------ fallback rates
 
-    fn fallback_rates(&mut self) {
+    fn fallback_rates(&self, out: &mut Vec<Finding>) {
         let period = format!("{}..{}", self.data.period.from, self.data.period.to);
         for (rule, by) in [
             (RuleId::FallbackRateTerminal, 0u8),
@@ -1075,6 +1251,7 @@ impl<'a> Engine<'a> {
                 };
                 let shown = if by == 2 { "" } else { key };
                 self.push(
+                    out,
                     rule,
                     Some(self.data.period.from),
                     subject,
@@ -1099,7 +1276,7 @@ impl<'a> Engine<'a> {
 
     // ------------------------------------------------------------- 五定
 
-    fn plan_checks(&mut self) {
+    fn plan_checks(&self, out: &mut Vec<Finding>) {
         let any_on = [
             RuleId::NoPlan,
             RuleId::PlanHospital,
@@ -1114,32 +1291,12 @@ impl<'a> Engine<'a> {
         if !any_on {
             return;
         }
-        let mut plans_by: FxMap<&str, Vec<&'a TreatmentPlan>> = map_with(self.patient_ids.len());
-        for plan in self.data.plans {
-            plans_by
-                .entry(plan.insured_id.as_str())
-                .or_default()
-                .push(plan);
-        }
-        for list in plans_by.values_mut() {
-            list.sort_by(|a, b| {
-                let key = |p: &'a TreatmentPlan| {
-                    (
-                        &p.plan_id,
-                        p.valid_from,
-                        p.valid_to,
-                        &p.hospital_code,
-                        &p.department_code,
-                    )
-                };
-                key(a).cmp(&key(b))
-            });
-        }
-        let empty: Vec<&TreatmentPlan> = Vec::new();
+        let plans_of = self.plans_by_patient(true);
         let mut p = 0usize;
+        let mut sessions: Vec<u32> = Vec::new();
         for c in 0..self.cv.len() as u32 {
             let claim = self.claim(c);
-            let plans = plans_by.get(claim.insured_id.as_str()).unwrap_or(&empty);
+            let plans = &plans_of[self.cv[c as usize].patient as usize];
             let facts = ServiceFacts {
                 hospital_code: &claim.hospital_code,
                 department_code: &claim.department_code,
@@ -1153,43 +1310,86 @@ impl<'a> Engine<'a> {
             while p < self.pairs.len() && self.pairs[p].0 < c {
                 p += 1;
             }
-            let mut sessions = Vec::new();
+            sessions.clear();
             while p < self.pairs.len() && self.pairs[p].0 == c {
                 sessions.push(self.pairs[p].1);
                 p += 1;
             }
-            sessions.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
-            let records: Vec<RecordId> = sessions
-                .iter()
-                .map(|&s| self.session(s).record_id)
-                .collect();
-            for b in &claim_breaches {
-                self.plan_finding(
-                    b,
-                    Subject::Claim(claim.claim_id.clone()),
-                    &claim.claim_id,
-                    &claim.hospital_code,
-                    &claim.insured_id,
-                    vec![claim.claim_id.clone()],
-                    records.clone(),
-                    claim.amount_fen,
-                    claim.service_date,
-                );
+            if !claim_breaches.is_empty() {
+                sessions
+                    .sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
+                let records: Vec<RecordId> = sessions
+                    .iter()
+                    .map(|&s| self.session(s).record_id)
+                    .collect();
+                for b in &claim_breaches {
+                    self.plan_finding(
+                        out,
+                        b,
+                        Subject::Claim(claim.claim_id.clone()),
+                        &claim.claim_id,
+                        &claim.hospital_code,
+                        &claim.insured_id,
+                        vec![claim.claim_id.clone()],
+                        records.clone(),
+                        claim.amount_fen,
+                        claim.service_date,
+                    );
+                }
             }
             for &s in &sessions {
-                self.session_plan_check(s, plans, &claim_breaches);
+                self.session_plan_check(out, s, plans, &claim_breaches);
             }
         }
         for s in 0..self.sv.len() as u32 {
             if self.claim_of_session[s as usize] == NONE {
-                let patient = self.session(s).record.patient.insured_id.as_str();
-                let plans = plans_by.get(patient).unwrap_or(&empty);
-                self.session_plan_check(s, plans, &[]);
+                let plans = &plans_of[self.sv[s as usize].patient as usize];
+                self.session_plan_check(out, s, plans, &[]);
             }
         }
     }
 
-    fn session_plan_check(&mut self, s: u32, plans: &[&TreatmentPlan], already: &[PlanBreach]) {
+    /// Each patient's plans, by patient number; `sorted`: in a fixed order
+    /// (plan id, validity, hospital, department) whatever the input order.
+    fn plans_by_patient(&self, sorted: bool) -> Vec<Vec<&'a TreatmentPlan>> {
+        let mut plans_of: Vec<Vec<&'a TreatmentPlan>> = vec![Vec::new(); self.patient_ids.len()];
+        let index: FxMap<&str, u32> = self
+            .patient_ids
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32))
+            .collect();
+        for plan in self.data.plans {
+            if let Some(&p) = index.get(plan.insured_id.as_str()) {
+                plans_of[p as usize].push(plan);
+            }
+        }
+        if sorted {
+            for list in &mut plans_of {
+                list.sort_by(|a, b| {
+                    let key = |p: &'a TreatmentPlan| {
+                        (
+                            &p.plan_id,
+                            p.valid_from,
+                            p.valid_to,
+                            &p.hospital_code,
+                            &p.department_code,
+                        )
+                    };
+                    key(a).cmp(&key(b))
+                });
+            }
+        }
+        plans_of
+    }
+
+    fn session_plan_check(
+        &self,
+        out: &mut Vec<Finding>,
+        s: u32,
+        plans: &[&TreatmentPlan],
+        already: &[PlanBreach],
+    ) {
         let att = self.session(s);
         let r = &att.record;
         let facts = ServiceFacts {
@@ -1201,17 +1401,22 @@ impl<'a> Engine<'a> {
             dose: r.treatment.dose.as_ref(),
             date: self.sv[s as usize].date,
         };
+        let breaches = check_against_plans(self.rs, plans, &facts);
+        if breaches.is_empty() {
+            return;
+        }
         let claim_ids: Vec<String> = match self.claim_of_session[s as usize] {
             NONE => Vec::new(),
             c => vec![self.claim(c).claim_id.clone()],
         };
         let amount = self.claimed_amount(s);
-        for b in check_against_plans(self.rs, plans, &facts) {
+        for b in breaches {
             if already.iter().any(|a| a.rule == b.rule) {
                 continue;
             }
             let rid = att.record_id.to_hex();
             self.plan_finding(
+                out,
                 &b,
                 Subject::Record(rid.clone()),
                 &rid,
@@ -1227,7 +1432,8 @@ impl<'a> Engine<'a> {
 
     #[allow(clippy::too_many_arguments)]
     fn plan_finding(
-        &mut self,
+        &self,
+        out: &mut Vec<Finding>,
         b: &PlanBreach,
         subject: Subject,
         key: &str,
@@ -1239,6 +1445,7 @@ impl<'a> Engine<'a> {
         date: Date,
     ) {
         self.push(
+            out,
             b.rule,
             Some(date),
             subject,
@@ -1257,7 +1464,7 @@ impl<'a> Engine<'a> {
 
     // ------------------------------------------------------------ integrity
 
-    fn integrity(&mut self) {
+    fn integrity(&self, out: &mut Vec<Finding>) {
         if self.data.integrity.is_empty() {
             return;
         }
@@ -1278,11 +1485,16 @@ impl<'a> Engine<'a> {
         let mut events: Vec<&IntegrityEvent> = self.data.integrity.iter().collect();
         events.sort();
         for e in events {
-            self.integrity_event(e, &wanted);
+            self.integrity_event(out, e, &wanted);
         }
     }
 
-    fn integrity_event(&mut self, e: &IntegrityEvent, accepted: &FxMap<RecordId, u32>) {
+    fn integrity_event(
+        &self,
+        out: &mut Vec<Finding>,
+        e: &IntegrityEvent,
+        accepted: &FxMap<RecordId, u32>,
+    ) {
         let (rule, threshold_ms) = match e.kind {
             IntegrityKind::BadSignature => (RuleId::BadSignature, None),
             IntegrityKind::UnknownKey | IntegrityKind::NotApproved => (RuleId::UnknownKey, None),
@@ -1391,6 +1603,7 @@ impl<'a> Engine<'a> {
             ),
         };
         self.push(
+            out,
             rule,
             date,
             subject,
@@ -1409,7 +1622,7 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------------- peers
 
-    fn peers(&mut self) {
+    fn peers(&self, out: &mut Vec<Finding>) {
         if self.rs.active(RuleId::PeerSessions).is_none() {
             return;
         }
@@ -1476,6 +1689,7 @@ impl<'a> Engine<'a> {
                 let unit = amount / units.max(1);
                 let peers = rates.len();
                 self.push(
+                    out,
                     RuleId::PeerSessions,
                     Date::new(year, month, 1).ok(),
                     Subject::Hospital(hospital.to_owned()),
@@ -1502,9 +1716,64 @@ impl<'a> Engine<'a> {
 struct Event {
     day: i64,
     date: Date,
+    /// ISO week-numbering year and week of `date`.
+    week: (i16, i8),
     kind: TreatmentKind,
+    family: u8,
     claim: bool,
     units: u32,
     amount: u64,
     idx: u32,
+}
+
+/// The events grouped by `key`, groups in key order, each group's events
+/// in their order in `events`.
+fn groups_by<K: Ord + Copy>(
+    events: &[Event],
+    key: impl Fn(&Event) -> K,
+) -> impl Iterator<Item = (K, Vec<&Event>)> {
+    let mut keyed: Vec<(K, &Event)> = events.iter().map(|e| (key(e), e)).collect();
+    // Stable: equal keys keep the events' order.
+    keyed.sort_by_key(|(k, _)| *k);
+    let mut groups: Vec<(K, Vec<&Event>)> = Vec::new();
+    for (k, e) in keyed {
+        match groups.last_mut() {
+            Some((last, group)) if *last == k => group.push(e),
+            _ => groups.push((k, vec![e])),
+        }
+    }
+    groups.into_iter()
+}
+
+/// ISO week (year, week) of each day of the period, by day number from
+/// the period's first day.
+struct IsoWeeks {
+    first_day: i64,
+    weeks: Vec<(i16, i8)>,
+}
+
+impl IsoWeeks {
+    fn of(period: &crate::model::Period) -> IsoWeeks {
+        let first_day = days_from_date(period.from);
+        let last_day = days_from_date(period.to).max(first_day);
+        let weeks = (first_day..=last_day)
+            .map(|d| {
+                let w = crate::model::date_from_days(d)
+                    .unwrap_or(period.from)
+                    .iso_week_date();
+                (w.year(), w.week())
+            })
+            .collect();
+        IsoWeeks { first_day, weeks }
+    }
+
+    fn week(&self, day: i64, date: Date) -> (i16, i8) {
+        usize::try_from(day - self.first_day)
+            .ok()
+            .and_then(|i| self.weeks.get(i).copied())
+            .unwrap_or_else(|| {
+                let w = date.iso_week_date();
+                (w.year(), w.week())
+            })
+    }
 }

@@ -11,6 +11,7 @@ use wuding_protocol::{ClaimLine, Date, Dose, RecordId, TreatmentKind, TreatmentP
 use wuding_rules::whatif::sweep;
 use wuding_rules::{
     ConfigError, Dataset, IntegrityEvent, IntegrityKind, Period, RuleId, Ruleset, reconcile,
+    reconcile_on,
 };
 
 /// A month with something wrong in almost every way at once.
@@ -122,6 +123,22 @@ fn same_data_same_findings_whatever_the_order() {
         };
         assert_eq!(s.run(), first, "permutation {k}");
     }
+}
+
+#[test]
+fn one_thread_or_two_give_the_same_findings_in_the_same_order() {
+    let w = messy_world();
+    let data = w.dataset();
+    let rules = lenient_rules();
+    let one = reconcile_on(&rules, &data, 1);
+    assert!(one.len() > 20, "the messy world trips many rules");
+    assert_eq!(reconcile_on(&rules, &data, 2), one);
+    assert_eq!(reconcile_on(&rules, &data, 8), one);
+    // A defect both measured here and reported by ingest is one finding,
+    // whichever thread measured it.
+    let skew: Vec<_> = one.iter().filter(|f| f.rule_id == "clock_skew").collect();
+    let ids: BTreeSet<_> = skew.iter().map(|f| f.id).collect();
+    assert_eq!(ids.len(), skew.len());
 }
 
 #[test]
@@ -433,6 +450,8 @@ proptest! {
         let period = Period::month(2026, 11).unwrap();
         let data = Dataset { period, sessions: &sessions, claims: &claims, plans: &plans, integrity: &integrity };
         let found = reconcile(&rules, &data);
+        prop_assert_eq!(&reconcile_on(&rules, &data, 1), &found, "one thread");
+        prop_assert_eq!(&reconcile_on(&rules, &data, 2), &found, "two threads");
         for f in &found {
             prop_assert!(!f.rule_id.is_empty());
             prop_assert!(f.date.is_none_or(|d| period.contains(d)) || f.rule_id.starts_with("fallback_rate"));
