@@ -82,6 +82,48 @@ struct Engine<'a> {
     /// Each rule's parameters rendered for its findings, by
     /// [`rule_index`].
     params: Vec<BTreeMap<String, String>>,
+    sessions_by: ByPatient,
+    claims_by: ByPatient,
+}
+
+/// View numbers grouped by patient: patient `p`'s are
+/// `items[start[p]..start[p + 1]]`, in view order.
+struct ByPatient {
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl ByPatient {
+    fn of_views(patients: usize, patient_of: impl Iterator<Item = u32> + Clone) -> ByPatient {
+        let mut start = vec![0u32; patients + 1];
+        for p in patient_of.clone() {
+            start[p as usize + 1] += 1;
+        }
+        for i in 0..patients {
+            start[i + 1] += start[i];
+        }
+        let mut items = vec![0u32; start[patients] as usize];
+        let mut fill = start.clone();
+        for (v, p) in patient_of.enumerate() {
+            items[fill[p as usize] as usize] = v as u32;
+            fill[p as usize] += 1;
+        }
+        ByPatient { start, items }
+    }
+
+    fn of(&self, p: usize) -> &[u32] {
+        &self.items[self.start[p] as usize..self.start[p + 1] as usize]
+    }
+}
+
+/// What pairing one share of the patients produced.
+#[derive(Default)]
+struct JoinPart {
+    found: Vec<Finding>,
+    /// (claim view, session view)
+    pairs: Vec<(u32, u32)>,
+    /// Claim views whose amount exceeds their sessions' charges.
+    above: Vec<u32>,
 }
 
 /// A rule's position in [`RuleId::ALL`].
@@ -104,7 +146,7 @@ pub fn reconcile(ruleset: &Ruleset, data: &Dataset<'_>) -> Vec<Finding> {
 pub fn reconcile_on(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Vec<Finding> {
     let parallel = threads > 1;
     let mut e = Engine::new(ruleset, data, parallel);
-    let mut out = e.join_slots();
+    let mut out = e.join_slots(parallel);
     let e = &e;
     // After the join every phase only reads the engine's state.
     let per_patient = || {
@@ -186,9 +228,10 @@ fn session_views<'a>(
     hospitals: &mut Interner<'a>,
 ) -> Vec<SessView> {
     let mut sv = Vec::with_capacity(data.sessions.len());
+    let days = PeriodDays::of(&data.period);
     for (i, s) in data.sessions.iter().enumerate() {
         let r = &s.record;
-        let Some(date) = in_period(data, s) else {
+        let Some(date) = in_period(data, &days, s) else {
             continue;
         };
         sv.push(SessView {
@@ -208,9 +251,43 @@ fn session_views<'a>(
 }
 
 /// The session's service date, if inside the period.
-fn in_period(data: &Dataset<'_>, s: &crate::model::AttestedSession) -> Option<Date> {
+fn in_period(
+    data: &Dataset<'_>,
+    days: &PeriodDays,
+    s: &crate::model::AttestedSession,
+) -> Option<Date> {
     let r = &s.record;
-    local_date(r.check_in.at_ms, r.utc_offset_min).filter(|d| data.period.contains(*d))
+    match &days.dates {
+        Some(dates) => {
+            let local_ms = r
+                .check_in
+                .at_ms
+                .checked_add(i64::from(r.utc_offset_min) * 60_000)?;
+            let i = usize::try_from(local_ms.div_euclid(86_400_000) - days.first).ok()?;
+            dates.get(i).copied()
+        }
+        None => local_date(r.check_in.at_ms, r.utc_offset_min).filter(|d| data.period.contains(*d)),
+    }
+}
+
+/// The period's dates by day number from its first day, computed once
+/// (absent for an implausibly long period: then each date is computed).
+struct PeriodDays {
+    first: i64,
+    dates: Option<Vec<Date>>,
+}
+
+impl PeriodDays {
+    fn of(period: &crate::model::Period) -> PeriodDays {
+        let first = days_from_date(period.from);
+        let last = days_from_date(period.to);
+        let dates = (last - first < 100_000).then(|| {
+            (first..=last)
+                .map_while(crate::model::date_from_days)
+                .collect()
+        });
+        PeriodDays { first, dates }
+    }
 }
 
 /// Terminal and nurse numbers of the sessions in the period, in the order
@@ -218,9 +295,10 @@ fn in_period(data: &Dataset<'_>, s: &crate::model::AttestedSession) -> Option<Da
 fn staff_ids(data: &Dataset<'_>) -> Vec<(u32, u32)> {
     let mut terminals = Interner::with_capacity(1024);
     let mut nurses = Interner::with_capacity(1024);
+    let days = PeriodDays::of(&data.period);
     data.sessions
         .iter()
-        .filter(|s| in_period(data, s).is_some())
+        .filter(|s| in_period(data, &days, s).is_some())
         .map(|s| {
             (
                 terminals.id(&s.record.terminal_id),
@@ -292,7 +370,12 @@ impl<'a> Engine<'a> {
         }
         let n_s = sv.len();
         let n_c = cv.len();
+        let n_p = patients.names.len();
+        let sessions_by = ByPatient::of_views(n_p, sv.iter().map(|s| s.patient));
+        let claims_by = ByPatient::of_views(n_p, cv.iter().map(|c| c.patient));
         Engine {
+            sessions_by,
+            claims_by,
             rs,
             data,
             sv,
@@ -376,108 +459,159 @@ impl<'a> Engine<'a> {
 
     /// Pairs claims with attested sessions (patient, hospital, day, kind
     /// family) and returns the findings of the pairing: phantom sessions,
-    /// inflated counts, swapped services, amounts above the charge.
-    fn join_slots(&mut self) -> Vec<Finding> {
+    /// inflated counts, swapped services, amounts above the charge. Each
+    /// patient's records are paired on their own, so with `parallel` the
+    /// patients are split in two halves of similar size.
+    fn join_slots(&mut self, parallel: bool) -> Vec<Finding> {
+        let n = self.patient_ids.len();
+        let parts: Vec<JoinPart> = if parallel && n > 1 {
+            // Split where half of the records lie before.
+            let total = self.sessions_by.start[n] + self.claims_by.start[n];
+            let split = (0..n)
+                .find(|&p| self.sessions_by.start[p] + self.claims_by.start[p] >= total / 2)
+                .unwrap_or(n / 2);
+            let e = &*self;
+            std::thread::scope(|scope| {
+                let second = scope.spawn(move || e.join_patients(split..n));
+                let first = e.join_patients(0..split);
+                let second = second
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                vec![first, second]
+            })
+        } else {
+            vec![self.join_patients(0..n)]
+        };
         let mut found = Vec::new();
-        let out = &mut found;
-        type Key = (u32, u32, i64, u8);
-        let mut slot_of: FxMap<Key, u32> = map_with(self.sv.len() + self.cv.len() / 4);
-        let mut s_head: Vec<u32> = Vec::new();
-        let mut c_head: Vec<u32> = Vec::new();
-        let mut s_next = vec![NONE; self.sv.len()];
-        let mut c_next = vec![NONE; self.cv.len()];
-        for (v, s) in self.sv.iter().enumerate() {
-            let kind = self.data.sessions[s.i].record.treatment.kind;
-            let key = (s.patient, s.hospital, s.day, family(kind));
-            let n = s_head.len() as u32;
-            let slot = *slot_of.entry(key).or_insert(n);
-            if slot == n {
-                s_head.push(NONE);
-                c_head.push(NONE);
+        for part in parts {
+            found.extend(part.found);
+            for &c in &part.above {
+                self.above_charge[c as usize] = true;
             }
-            s_next[v] = s_head[slot as usize];
-            s_head[slot as usize] = v as u32;
+            self.pairs.extend(part.pairs);
         }
-        for (v, c) in self.cv.iter().enumerate() {
-            let kind = self.data.claims[c.i].service_kind;
-            let key = (c.patient, c.hospital, c.day, family(kind));
-            let n = s_head.len() as u32;
-            let slot = *slot_of.entry(key).or_insert(n);
-            if slot == n {
-                s_head.push(NONE);
-                c_head.push(NONE);
-            }
-            c_next[v] = c_head[slot as usize];
-            c_head[slot as usize] = v as u32;
+        self.pairs.sort_unstable();
+        for &(c, s) in &self.pairs {
+            self.claim_of_session[s as usize] = c;
         }
-        drop(slot_of);
+        found
+    }
 
+    /// The pairing of the patients `patients`.
+    fn join_patients(&self, patients: std::ops::Range<usize>) -> JoinPart {
+        let mut part = JoinPart::default();
+        let out = &mut part.found;
         let tolerance = self
             .rs
             .int(RuleId::AmountAboveCharge, "tolerance_fen")
             .max(0) as u64;
+        type Slot = (u32, i64, u8);
+        let mut s_keyed: Vec<(Slot, i64, RecordId, u32)> = Vec::new();
+        let mut c_keyed: Vec<(Slot, &'a str, u32)> = Vec::new();
         let mut ss: Vec<u32> = Vec::new();
         let mut cs: Vec<u32> = Vec::new();
         let mut used: Vec<bool> = Vec::new();
         let mut paired: Vec<u32> = Vec::new();
-        for slot in 0..s_head.len() {
-            if c_head[slot] == NONE {
-                continue;
-            }
-            ss.clear();
-            cs.clear();
-            let mut v = s_head[slot];
-            while v != NONE {
-                ss.push(v);
-                v = s_next[v as usize];
-            }
-            let mut v = c_head[slot];
-            while v != NONE {
-                cs.push(v);
-                v = c_next[v as usize];
-            }
-            ss.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
-            cs.sort_by(|&a, &b| self.claim(a).claim_id.cmp(&self.claim(b).claim_id));
-
-            if ss.is_empty() {
-                for &c in &cs {
-                    self.phantom(out, c);
-                }
-                continue;
-            }
-
-            // Pair claim units with sessions: the same kind first.
-            used.clear();
-            used.resize(ss.len(), false);
-            let mut units: u64 = 0;
-            let mut amount: u64 = 0;
-            for &c in &cs {
+        for p in patients {
+            c_keyed.clear();
+            for &c in self.claims_by.of(p) {
+                let view = &self.cv[c as usize];
                 let claim = self.claim(c);
-                units += u64::from(claim.quantity);
-                amount = amount.saturating_add(claim.amount_fen);
-                paired.clear();
-                for _ in 0..claim.quantity {
-                    let same = (0..ss.len()).find(|&k| {
-                        !used[k] && self.session(ss[k]).record.treatment.kind == claim.service_kind
-                    });
-                    let Some(k) = same.or_else(|| (0..ss.len()).find(|&k| !used[k])) else {
-                        break;
-                    };
-                    used[k] = true;
-                    paired.push(ss[k]);
-                }
-                for &s in &paired {
-                    self.claim_of_session[s as usize] = c;
-                    self.pairs.push((c, s));
-                }
-                self.above_charge[c as usize] = self.compare_claim(out, c, &paired, tolerance);
+                let slot = (view.hospital, view.day, family(claim.service_kind));
+                c_keyed.push((slot, &claim.claim_id, c));
             }
-            if units > ss.len() as u64 {
-                self.inflated(out, &cs, &ss, units, amount);
+            if c_keyed.is_empty() {
+                continue;
+            }
+            c_keyed.sort_unstable();
+            s_keyed.clear();
+            for &v in self.sessions_by.of(p) {
+                let view = &self.sv[v as usize];
+                let att = self.session(v);
+                let slot = (view.hospital, view.day, family(att.record.treatment.kind));
+                s_keyed.push((slot, view.start_ms, att.record_id, v));
+            }
+            s_keyed.sort_unstable();
+            let mut a = 0;
+            let mut b = 0;
+            while b < c_keyed.len() {
+                let slot = c_keyed[b].0;
+                cs.clear();
+                while b < c_keyed.len() && c_keyed[b].0 == slot {
+                    cs.push(c_keyed[b].2);
+                    b += 1;
+                }
+                while a < s_keyed.len() && s_keyed[a].0 < slot {
+                    a += 1;
+                }
+                ss.clear();
+                while a < s_keyed.len() && s_keyed[a].0 == slot {
+                    ss.push(s_keyed[a].3);
+                    a += 1;
+                }
+                self.pair_slot(
+                    out,
+                    &mut part.pairs,
+                    &mut part.above,
+                    &cs,
+                    &ss,
+                    tolerance,
+                    &mut used,
+                    &mut paired,
+                );
             }
         }
-        self.pairs.sort_unstable();
-        found
+        part
+    }
+
+    /// Pairs the claims `cs` (in claim-id order) of one patient, hospital,
+    /// day and kind family with its sessions `ss` (in time order).
+    #[allow(clippy::too_many_arguments)]
+    fn pair_slot(
+        &self,
+        out: &mut Vec<Finding>,
+        pairs: &mut Vec<(u32, u32)>,
+        above: &mut Vec<u32>,
+        cs: &[u32],
+        ss: &[u32],
+        tolerance: u64,
+        used: &mut Vec<bool>,
+        paired: &mut Vec<u32>,
+    ) {
+        if ss.is_empty() {
+            for &c in cs {
+                self.phantom(out, c);
+            }
+            return;
+        }
+        // Pair claim units with sessions: the same kind first.
+        used.clear();
+        used.resize(ss.len(), false);
+        let mut units: u64 = 0;
+        let mut amount: u64 = 0;
+        for &c in cs {
+            let claim = self.claim(c);
+            units += u64::from(claim.quantity);
+            amount = amount.saturating_add(claim.amount_fen);
+            paired.clear();
+            for _ in 0..claim.quantity {
+                let same = (0..ss.len()).find(|&k| {
+                    !used[k] && self.session(ss[k]).record.treatment.kind == claim.service_kind
+                });
+                let Some(k) = same.or_else(|| (0..ss.len()).find(|&k| !used[k])) else {
+                    break;
+                };
+                used[k] = true;
+                paired.push(ss[k]);
+            }
+            pairs.extend(paired.iter().map(|&s| (c, s)));
+            if self.compare_claim(out, c, paired, tolerance) {
+                above.push(c);
+            }
+        }
+        if units > ss.len() as u64 {
+            self.inflated(out, cs, ss, units, amount);
+        }
     }
 
     fn phantom(&self, out: &mut Vec<Finding>, c: u32) {
@@ -824,36 +958,6 @@ impl<'a> Engine<'a> {
     // ---------------------------------------------------------- per patient
 
     fn per_patient(&self, out: &mut Vec<Finding>) {
-        let n = self.patient_ids.len();
-        // CSR by patient.
-        let mut s_start = vec![0u32; n + 1];
-        for s in &self.sv {
-            s_start[s.patient as usize + 1] += 1;
-        }
-        for i in 0..n {
-            s_start[i + 1] += s_start[i];
-        }
-        let mut s_items = vec![0u32; self.sv.len()];
-        let mut fill = s_start.clone();
-        for (v, s) in self.sv.iter().enumerate() {
-            let p = s.patient as usize;
-            s_items[fill[p] as usize] = v as u32;
-            fill[p] += 1;
-        }
-        let mut c_start = vec![0u32; n + 1];
-        for c in &self.cv {
-            c_start[c.patient as usize + 1] += 1;
-        }
-        for i in 0..n {
-            c_start[i + 1] += c_start[i];
-        }
-        let mut c_items = vec![0u32; self.cv.len()];
-        let mut fill = c_start.clone();
-        for (v, c) in self.cv.iter().enumerate() {
-            let p = c.patient as usize;
-            c_items[fill[p] as usize] = v as u32;
-            fill[p] += 1;
-        }
         let plans_of = self.plans_by_patient(false);
 
         let day_on = self.rs.active(RuleId::FrequencyDay).is_some();
@@ -864,9 +968,9 @@ impl<'a> Engine<'a> {
         let mut cs: Vec<u32> = Vec::new();
         let mut events: Vec<Event> = Vec::new();
         let weeks = IsoWeeks::of(&self.data.period);
-        for p in 0..n {
+        for (p, plans) in plans_of.iter().enumerate() {
             ss.clear();
-            ss.extend_from_slice(&s_items[s_start[p] as usize..s_start[p + 1] as usize]);
+            ss.extend_from_slice(self.sessions_by.of(p));
             ss.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
             if overlap_on {
                 self.overlaps(out, &ss);
@@ -891,7 +995,7 @@ impl<'a> Engine<'a> {
                 });
             }
             cs.clear();
-            cs.extend_from_slice(&c_items[c_start[p] as usize..c_start[p + 1] as usize]);
+            cs.extend_from_slice(self.claims_by.of(p));
             cs.sort_by(|&a, &b| self.claim(a).claim_id.cmp(&self.claim(b).claim_id));
             for &c in &cs {
                 let claim = self.claim(c);
@@ -915,7 +1019,7 @@ impl<'a> Engine<'a> {
                 self.frequency_day(out, patient, &events);
             }
             if week_on {
-                self.frequency_week(out, patient, &events, &plans_of[p]);
+                self.frequency_week(out, patient, &events, plans);
             }
             if month_on {
                 self.frequency_month(out, patient, &events);
