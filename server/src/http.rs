@@ -943,10 +943,9 @@ async fn admin_reconcile(
         serde_json::from_slice(&body).map_err(|e| unprocessable("bad_body", e.to_string()))?;
     blocking(move || {
         let period = crate::reconcile::period(&req.from, &req.to)?;
-        let rules = options
-            .rules
-            .clone()
-            .unwrap_or_else(|| Arc::new(wuding_rules::Ruleset::default_rules()));
+        // The rules in force: the newest version saved in the application,
+        // else `--rules`, else the shipped ones.
+        let rules = crate::web::active_rules(&*s.store, &options)?;
         let (summary, _) =
             crate::reconcile::run(&*s.store, &rules, period, (s.clock)(), false)?;
         tracing::info!(from = %req.from, to = %req.to, findings = summary.total.findings, "reconciled");

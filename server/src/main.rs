@@ -63,6 +63,11 @@ enum Command {
         /// shipped rules).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Reconcile the previous and current month automatically this
+        /// often (seconds) when records or claims have arrived; 0 = only
+        /// on demand (`reconcile`, `POST /api/v1/admin/reconcile`).
+        #[arg(long, default_value_t = 300)]
+        reconcile_every_secs: u64,
     },
     /// Terminal registry.
     Terminal {
@@ -311,6 +316,7 @@ fn main() -> anyhow::Result<()> {
             max_future_skew_secs,
             late_after_hours,
             rules,
+            reconcile_every_secs,
         } => {
             let store = open(&db)?;
             let log = Arc::new(Log::new(log_key(&log_key_file)?));
@@ -344,6 +350,42 @@ fn main() -> anyhow::Result<()> {
             };
             // Database clients must be dropped outside the async runtime.
             let keep_store = state.store.clone();
+            if reconcile_every_secs > 0 {
+                let (store, log, options) =
+                    (state.store.clone(), state.log.clone(), options.clone());
+                std::thread::Builder::new()
+                    .name("auto-reconcile".into())
+                    .spawn(move || {
+                        let mut mark = reconcile::Watermark::default();
+                        loop {
+                            std::thread::sleep(std::time::Duration::from_secs(
+                                reconcile_every_secs,
+                            ));
+                            let mut step = || -> anyhow::Result<Option<reconcile::Summary>> {
+                                let size = log.sync(&*store)?;
+                                let rules = wuding_server::web::active_rules(&*store, &options)
+                                    .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+                                Ok(reconcile::reconcile_if_changed(
+                                    &*store,
+                                    &rules,
+                                    size,
+                                    &mut mark,
+                                    now_ms(),
+                                )?)
+                            };
+                            match step() {
+                                Ok(Some(s)) => tracing::info!(
+                                    from = %s.from, to = %s.to, findings = s.total.findings,
+                                    new = s.stored.new, "automatic reconciliation"
+                                ),
+                                Ok(None) => {}
+                                Err(e) => {
+                                    tracing::error!(error = %e, "automatic reconciliation failed")
+                                }
+                            }
+                        }
+                    })?;
+            }
             let runtime = tokio::runtime::Runtime::new()?;
             let served = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen)

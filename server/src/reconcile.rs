@@ -338,6 +338,7 @@ pub fn run(
         period.to.to_string()[..7].to_owned(),
     );
     store.put_hospital_months(&from_month, &to_month, &months)?;
+    store.refresh_finding_totals(&from_month, &to_month)?;
     let store_ms = t.elapsed().as_millis() as u64;
     step("stored");
     if let Some(b) = bar {
@@ -575,4 +576,49 @@ pub fn filter(
         severity: severity.map(str::to_owned),
         rule_id: rule.map(str::to_owned),
     })
+}
+
+/// What the automatic reconciliation last saw: the transparency log's size
+/// and the number of claim lines. Any growth means new evidence or new
+/// claims, and a new run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watermark {
+    pub log_size: u64,
+    pub claims: u64,
+}
+
+/// The months an automatic run covers at `now_ms`: the previous and the
+/// current month in China Standard Time (claims for a month arrive in the
+/// first days of the next).
+pub fn recent_period(now_ms: i64) -> Result<Period, ReconcileError> {
+    let today = crate::ingest::local_date(now_ms, 480);
+    let d = jiff::civil::Date::strptime("%Y-%m-%d", &today)
+        .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    let first_this = d.first_of_month();
+    let first_prev = first_this
+        .checked_sub(jiff::Span::new().months(1))
+        .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    period(&first_prev.to_string(), &d.last_of_month().to_string())
+}
+
+/// One step of the automatic reconciliation: if records or claims arrived
+/// since `mark`, reconciles [`recent_period`] and moves the mark; otherwise
+/// does nothing. `log_size` is the transparency log's size now.
+pub fn reconcile_if_changed(
+    store: &dyn Store,
+    rules: &Ruleset,
+    log_size: u64,
+    mark: &mut Watermark,
+    now_ms: i64,
+) -> Result<Option<Summary>, ReconcileError> {
+    let seen = Watermark {
+        log_size,
+        claims: store.claim_count()?,
+    };
+    if seen == *mark {
+        return Ok(None);
+    }
+    let (summary, _) = run(store, rules, recent_period(now_ms)?, now_ms, false)?;
+    *mark = seen;
+    Ok(Some(summary))
 }

@@ -560,3 +560,57 @@ fn admin_api_sqlite() {
 fn admin_api_postgres() {
     admin_api(common::postgres());
 }
+
+// Automatic reconciliation (`serve --reconcile-every-secs`): a run when
+// records or claims arrived, none otherwise; a late phantom claim becomes a
+// red finding on the next step.
+both_backends!(
+    reconciles_automatically_when_data_arrives,
+    |store: &dyn Store| {
+        load_month(store);
+        // 5 November 2026, 10:00 in China: October and November are covered.
+        let now = 1_793_844_000_000;
+        let p = reconcile::recent_period(now).unwrap();
+        assert_eq!(
+            (p.from.to_string(), p.to.to_string()),
+            ("2026-10-01".to_owned(), "2026-11-30".to_owned())
+        );
+        let rules = Ruleset::default_rules();
+        let log = Log::new(TerminalSigner::from_seed(&[7; 32]));
+        let size = log.sync(store).unwrap();
+        let mut mark = reconcile::Watermark::default();
+        let first = reconcile::reconcile_if_changed(store, &rules, size, &mut mark, now)
+            .unwrap()
+            .expect("a first run");
+        assert!(first.total.findings > 0);
+        assert_eq!(first.stored.new, first.total.findings);
+        assert!(
+            reconcile::reconcile_if_changed(store, &rules, size, &mut mark, now)
+                .unwrap()
+                .is_none(),
+            "nothing arrived: no run"
+        );
+        // A hospital claims one more session nobody attested.
+        let mut late: ClaimLine = store
+            .claims_between("2026-10-20", "2026-10-20")
+            .unwrap()
+            .into_iter()
+            .find(|c| c.service_kind.code() == "HD")
+            .expect("an HD claim on 20 October");
+        late.claim_id = "LATE-PHANTOM-1".into();
+        late.service_date = "2026-10-21".parse().unwrap();
+        late.insured_id = "P5199999999999".into();
+        store.insert_claims(&[late], "late.csv").unwrap();
+        let second = reconcile::reconcile_if_changed(store, &rules, size, &mut mark, now)
+            .unwrap()
+            .expect("a run after the new claim");
+        assert!(second.stored.new >= 1);
+        let phantom = all(store)
+            .into_iter()
+            .find(|f| {
+                f.claim_ids.contains(&"LATE-PHANTOM-1".to_owned()) && f.rule_id == "phantom_session"
+            })
+            .expect("the late claim is a phantom finding");
+        assert_eq!(phantom.severity, "red");
+    }
+);

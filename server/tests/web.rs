@@ -148,6 +148,8 @@ fn with_app(db: common::TestDb, f: impl AsyncFnOnce(&App)) {
             T0,
         )
         .unwrap();
+    // As a reconciliation run does after storing findings.
+    store.refresh_finding_totals("2026-10", "2026-10").unwrap();
     let clock = Arc::new(AtomicI64::new(T0));
     let c = clock.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -69,6 +69,9 @@ pub struct AuditEntry {
 }
 
 /// A page of findings with the totals of everything the filter matches.
+/// A period (`from`, `to`) matches dated findings only: a finding without a
+/// date (a record too malformed to read) shows in lists without a period,
+/// and under its rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FindingQuery {
     pub from: Option<String>,
@@ -172,6 +175,10 @@ pub trait Casework {
 
     fn finding(&self, id: &str) -> Result<Option<FindingRow>, StoreError>;
     fn finding_page(&self, query: &FindingQuery) -> Result<FindingPage, StoreError>;
+    /// Recomputes the per-month totals the findings list counts from, for
+    /// `from..=to` (`YYYY-MM`) and undated findings. Reconciliation runs
+    /// call it after storing findings.
+    fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError>;
     /// Moves a finding from `event.from_status` to `event.to_status` and
     /// appends the event, in one transaction. `Conflict` if the finding is
     /// no longer in `from_status` (someone else acted first).
@@ -234,22 +241,17 @@ pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'sta
         clauses.push(clause.replace('#', &format!("${}", values.len())));
     };
     if let Some(v) = &q.from {
-        push(
-            "(service_date IS NULL OR service_date >= #)",
-            v.clone(),
-            &mut values,
-        );
+        push("service_date >= #", v.clone(), &mut values);
     }
     if let Some(v) = &q.to {
-        push(
-            "(service_date IS NULL OR service_date <= #)",
-            v.clone(),
-            &mut values,
-        );
+        push("service_date <= #", v.clone(), &mut values);
     }
-    if let Some(v) = &q.severity {
-        push("severity = #", v.clone(), &mut values);
-    }
+    // The rank, inlined from a fixed table (not user text), lets the
+    // list's order index serve the filter too.
+    let rank = q
+        .severity
+        .as_deref()
+        .map(|v| format!("severity_rank = {}", super::severity_rank(v)));
     if let Some(v) = &q.rule_id {
         push("rule_id = #", v.clone(), &mut values);
     }
@@ -272,6 +274,9 @@ pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'sta
         }
         clauses.push(format!("status IN ({})", marks.join(", ")));
     }
+    if let Some(r) = rank {
+        clauses.insert(0, r);
+    }
     let clause = if clauses.is_empty() {
         String::new()
     } else {
@@ -279,14 +284,96 @@ pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'sta
     };
     let order = match q.sort.as_str() {
         "amount" => "ORDER BY amount_fen DESC, finding_id",
-        "date" => "ORDER BY service_date DESC, finding_id",
-        _ => {
-            "ORDER BY CASE severity WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END, \
-             amount_fen DESC, finding_id"
-        }
+        "date" => "ORDER BY service_date DESC, finding_id DESC",
+        _ => "ORDER BY severity_rank, amount_fen DESC, finding_id",
     };
     (clause, values, order)
 }
+
+/// Whether `date` (`YYYY-MM-DD`) is the first (`first = true`) or last day
+/// of its month.
+fn month_edge(date: &str, first: bool) -> bool {
+    match jiff::civil::Date::strptime("%Y-%m-%d", date) {
+        Ok(d) if first => d.day() == 1,
+        Ok(d) => d.day() == d.days_in_month(),
+        Err(_) => false,
+    }
+}
+
+/// The totals of a [`FindingQuery`] from `finding_totals` (one row per
+/// month, hospital, rule, severity and status), when the filter can be
+/// answered there: whole months, no patient. `None` means count the
+/// findings themselves.
+pub(crate) fn totals_query_sql(q: &FindingQuery) -> Option<(String, Vec<String>)> {
+    if q.insured_id.is_some()
+        || q.from.as_deref().is_some_and(|d| !month_edge(d, true))
+        || q.to.as_deref().is_some_and(|d| !month_edge(d, false))
+    {
+        return None;
+    }
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    let mut push = |clause: &str, value: String, values: &mut Vec<String>| {
+        values.push(value);
+        clauses.push(clause.replace('#', &format!("${}", values.len())));
+    };
+    // Undated findings (month '') are outside every period, as in the list.
+    if let Some(v) = &q.from {
+        push("month >= #", v[..7].to_owned(), &mut values);
+    }
+    if let Some(v) = &q.to {
+        push("month <= #", v[..7].to_owned(), &mut values);
+    }
+    if let Some(v) = &q.severity {
+        push("severity = #", v.clone(), &mut values);
+    }
+    if let Some(v) = &q.rule_id {
+        push("rule_id = #", v.clone(), &mut values);
+    }
+    if let Some(v) = &q.status {
+        push("status = #", v.clone(), &mut values);
+    }
+    if let Some(v) = &q.hospital_prefix {
+        push("hospital_code >= #", v.clone(), &mut values);
+        push("hospital_code < #", format!("{v}~"), &mut values);
+    }
+    if !q.visible_statuses.is_empty() {
+        let mut marks = Vec::new();
+        for s in &q.visible_statuses {
+            values.push(s.clone());
+            marks.push(format!("${}", values.len()));
+        }
+        clauses.push(format!("status IN ({})", marks.join(", ")));
+    }
+    let clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    Some((clause, values))
+}
+
+/// Recomputes `finding_totals` for the months `from..=to` (and undated
+/// findings) from the findings table.
+pub(crate) const REFRESH_TOTALS_SQL: [&str; 2] = [
+    "DELETE FROM finding_totals WHERE month = '' OR (month >= $1 AND month <= $2)",
+    "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen)
+     SELECT COALESCE(substr(service_date, 1, 7), ''), COALESCE(hospital_code, ''), rule_id, severity,
+            status, COUNT(*), SUM(amount_fen)
+       FROM findings
+      WHERE service_date IS NULL OR (service_date >= $1 AND service_date <= $2)
+      GROUP BY 1, 2, 3, 4, 5",
+];
+
+/// Moves one finding from one status's totals to another's (in the
+/// transition's transaction): `$1` month, `$2` hospital, `$3` rule, `$4`
+/// severity, `$5` status, `$6` +1 or -1, `$7` signed amount.
+pub(crate) const MOVE_TOTALS_SQL: &str = "INSERT INTO finding_totals
+     (month, hospital_code, rule_id, severity, status, findings, amount_fen)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (month, hospital_code, rule_id, severity, status)
+     DO UPDATE SET findings = finding_totals.findings + excluded.findings,
+                   amount_fen = finding_totals.amount_fen + excluded.amount_fen";
 
 #[cfg(test)]
 mod tests {
@@ -303,9 +390,33 @@ mod tests {
         let (clause, values, _) = finding_query_sql(&q);
         assert_eq!(
             clause,
-            "WHERE severity = $1 AND hospital_code >= $2 AND hospital_code < $3 AND status IN ($4, $5)"
+            "WHERE severity_rank = 0 AND hospital_code >= $1 AND hospital_code < $2 AND status IN ($3, $4)"
         );
-        assert_eq!(values, ["red", "H5101", "H5101~", "notified", "appealed"]);
+        assert_eq!(values, ["H5101", "H5101~", "notified", "appealed"]);
         assert_eq!(finding_query_sql(&FindingQuery::default()).0, "");
+    }
+
+    #[test]
+    fn totals_answer_whole_months_only() {
+        let month = FindingQuery {
+            from: Some("2026-10-01".into()),
+            to: Some("2026-10-31".into()),
+            ..FindingQuery::default()
+        };
+        let (clause, values) = totals_query_sql(&month).unwrap();
+        assert_eq!(clause, "WHERE month >= $1 AND month <= $2");
+        assert_eq!(values, ["2026-10", "2026-10"]);
+        let february = FindingQuery {
+            from: Some("2026-02-01".into()),
+            to: Some("2026-02-28".into()),
+            ..FindingQuery::default()
+        };
+        assert!(totals_query_sql(&february).is_some());
+        let days = FindingQuery {
+            from: Some("2026-10-10".into()),
+            to: Some("2026-10-12".into()),
+            ..FindingQuery::default()
+        };
+        assert!(totals_query_sql(&days).is_none());
     }
 }

@@ -238,6 +238,30 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 "#,
+    // The findings list at national scale: an index per common filter in
+    // the list's order, and totals per month, hospital, rule, severity and
+    // status (kept by reconciliation runs and workflow steps).
+    r#"
+ALTER TABLE findings ADD COLUMN severity_rank SMALLINT GENERATED ALWAYS AS
+    (CASE severity WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 WHEN 'green' THEN 2 ELSE 3 END) STORED;
+CREATE INDEX findings_by_rank ON findings (severity_rank, amount_fen DESC, finding_id);
+CREATE INDEX findings_by_rule_rank ON findings (rule_id, severity_rank, amount_fen DESC, finding_id);
+CREATE INDEX findings_by_status_rank ON findings (status, severity_rank, amount_fen DESC, finding_id);
+CREATE INDEX findings_by_amount ON findings (amount_fen DESC, finding_id);
+CREATE INDEX findings_by_day ON findings (service_date, finding_id);
+CREATE INDEX findings_by_day_severity ON findings (service_date, severity, amount_fen);
+CREATE INDEX findings_by_status_amount ON findings (status, amount_fen DESC, finding_id);
+CREATE TABLE finding_totals (
+    month         TEXT NOT NULL,
+    hospital_code TEXT NOT NULL,
+    rule_id       TEXT NOT NULL,
+    severity      TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    findings      BIGINT NOT NULL,
+    amount_fen    BIGINT NOT NULL,
+    PRIMARY KEY (month, hospital_code, rule_id, severity, status)
+);
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \

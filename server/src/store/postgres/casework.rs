@@ -5,7 +5,8 @@ use postgres::types::ToSql;
 use super::{FINDING_COLUMNS, PgStore, finding_from};
 use crate::store::casework::{
     AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
-    RulesetVersion, UserRow, WebSession, finding_query_sql,
+    MOVE_TOTALS_SQL, REFRESH_TOTALS_SQL, RulesetVersion, UserRow, WebSession, finding_query_sql,
+    totals_query_sql,
 };
 use crate::store::{FindingRow, StoreError};
 
@@ -204,13 +205,27 @@ impl Casework for PgStore {
             values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let mut c = self.client()?;
         let mut page = FindingPage::default();
-        for r in c.query(
-            &format!(
-                "SELECT severity, COUNT(*), COALESCE(SUM(amount_fen), 0)::BIGINT FROM findings {clause}
-                 GROUP BY severity"
+        let (count_sql, count_values) = match totals_query_sql(q) {
+            Some((t_clause, t_values)) => (
+                format!(
+                    "SELECT severity, SUM(findings)::BIGINT, COALESCE(SUM(amount_fen), 0)::BIGINT
+                     FROM finding_totals {t_clause} GROUP BY severity"
+                ),
+                t_values,
             ),
-            &args,
-        )? {
+            None => (
+                format!(
+                    "SELECT severity, COUNT(*), COALESCE(SUM(amount_fen), 0)::BIGINT FROM findings {clause}
+                     GROUP BY severity"
+                ),
+                values.clone(),
+            ),
+        };
+        let count_args: Vec<&(dyn ToSql + Sync)> = count_values
+            .iter()
+            .map(|v| v as &(dyn ToSql + Sync))
+            .collect();
+        for r in c.query(&count_sql, &count_args)? {
             let (sev, n, fen): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
             page.total += n as u64;
             page.total_fen += fen as u64;
@@ -231,9 +246,25 @@ impl Casework for PgStore {
         Ok(page)
     }
 
+    fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError> {
+        let mut c = self.client()?;
+        let mut tx = c.transaction()?;
+        let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
+        tx.execute(REFRESH_TOTALS_SQL[0], &[&from_month, &to_month])?;
+        tx.execute(REFRESH_TOTALS_SQL[1], &[&from, &to])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn transition(&self, e: &FindingEvent) -> Result<(), StoreError> {
         let mut c = self.client()?;
         let mut tx = c.transaction()?;
+        let key = tx.query_opt(
+            "SELECT COALESCE(substr(service_date, 1, 7), ''), COALESCE(hospital_code, ''),
+                    rule_id, severity, amount_fen
+               FROM findings WHERE finding_id = $1 FOR UPDATE",
+            &[&e.finding_id],
+        )?;
         let moved = tx.execute(
             "UPDATE findings SET status = $3 WHERE finding_id = $1 AND status = $2",
             &[&e.finding_id, &e.from_status, &e.to_status],
@@ -243,6 +274,24 @@ impl Casework for PgStore {
                 "finding {} is no longer `{}`; reload the case",
                 e.finding_id, e.from_status
             )));
+        }
+        if let Some(k) = key {
+            let (month, hospital, rule, severity, fen): (String, String, String, String, i64) =
+                (k.get(0), k.get(1), k.get(2), k.get(3), k.get(4));
+            for (status, sign) in [(&e.from_status, -1i64), (&e.to_status, 1)] {
+                tx.execute(
+                    MOVE_TOTALS_SQL,
+                    &[
+                        &month,
+                        &hospital,
+                        &rule,
+                        &severity,
+                        status,
+                        &sign,
+                        &(sign * fen),
+                    ],
+                )?;
+            }
         }
         tx.execute(
             &format!(
