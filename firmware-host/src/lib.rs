@@ -5,6 +5,7 @@
 //! **Architecture Invariant:** nothing but tests and demos depends on this
 //! crate.
 
+pub mod demo;
 pub mod devices;
 pub mod fingerprint;
 pub mod pn532;

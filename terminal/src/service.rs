@@ -45,7 +45,7 @@ use crate::devices::{DeviceWorker, Indicator, NoIndicator, WorkerConfig};
 use crate::flow::{EnrolResult, FingerResult};
 use crate::messages::Text;
 use crate::policy::RulesPolicy;
-use crate::runtime::{now_ms, spawn_core};
+use crate::runtime::{Clock, spawn_core_with_clock, system_clock};
 use crate::store::{CachedTemplate, Store};
 use crate::sync::{Backoff, SyncClient, may_upload};
 
@@ -162,6 +162,14 @@ impl Service {
     /// directory, the key, the database, the screen's address); devices
     /// and the server may be missing and are retried.
     pub fn start(config: Config) -> anyhow::Result<Service> {
+        Service::start_with_clock(config, system_clock())
+    }
+
+    /// Like [`Service::start`], with the time taken from `clock` instead of
+    /// the wall clock: the core's sessions and records, and the signed
+    /// requests to the server, all read it (a simulation plays a compressed
+    /// week through it; the server must then share the same clock).
+    pub fn start_with_clock(config: Config, clock: Clock) -> anyhow::Result<Service> {
         let data_dir = config.terminal.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| {
             format!(
@@ -218,9 +226,14 @@ impl Service {
             }
         });
 
-        threads.push(spawn_core(core, input_rx, move |command| {
-            let _ = cmd_tx.send(command);
-        }));
+        threads.push(spawn_core_with_clock(
+            core,
+            input_rx,
+            move |command| {
+                let _ = cmd_tx.send(command);
+            },
+            Arc::clone(&clock),
+        ));
 
         {
             let devices = config.devices.clone();
@@ -263,6 +276,7 @@ impl Service {
                             vault,
                             inputs,
                             stop,
+                            clock,
                         )
                     })?,
             );
@@ -741,6 +755,7 @@ struct SyncState {
     roster_key_unavailable: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sync_thread(
     config: &Config,
     signer: TerminalSigner,
@@ -749,6 +764,7 @@ fn sync_thread(
     vault: RosterKeyVault,
     inputs: Sender<Input>,
     stop: Arc<AtomicBool>,
+    clock: Clock,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -786,13 +802,14 @@ fn sync_thread(
             &inputs,
             &key_id,
             &mut state,
+            &*clock,
         ));
         let wait = match result {
             Ok(message) => {
                 backoff.succeeded();
                 let _ = inputs.send(Input::SyncReport {
                     ok: true,
-                    at_ms: now_ms(),
+                    at_ms: clock(),
                     message,
                 });
                 interval
@@ -802,7 +819,7 @@ fn sync_thread(
                 tracing::warn!(error = %e, "sync failed; will retry");
                 let _ = inputs.send(Input::SyncReport {
                     ok: false,
-                    at_ms: now_ms(),
+                    at_ms: clock(),
                     message: e.to_string(),
                 });
                 let mut r = [0u8; 8];
@@ -824,11 +841,12 @@ async fn sync_round(
     inputs: &Sender<Input>,
     key_id: &str,
     state: &mut SyncState,
+    clock: &(dyn Fn() -> i64 + Send + Sync),
 ) -> anyhow::Result<String> {
     let t = &config.terminal;
     // Registration is idempotent: asking again returns the status.
     let reg = client
-        .register(&t.id, &t.hospital_code, &t.department_code, now_ms())
+        .register(&t.id, &t.hospital_code, &t.department_code, clock())
         .await?;
     state.log_key = Some(
         TerminalKey::from_hex(&reg.log_public_key)
@@ -865,7 +883,7 @@ async fn sync_round(
         && vault.key().is_none()
         && !state.roster_key_unavailable
     {
-        match client.fetch_roster_key(now_ms()).await {
+        match client.fetch_roster_key(clock()).await {
             Ok(key) => {
                 if let Err(e) = save_roster_key(roster_key_path, &key) {
                     tracing::error!(error = %e, path = %roster_key_path.display(), "cannot keep the roster key");
@@ -897,7 +915,7 @@ async fn sync_round(
     let mut retired = 0;
     loop {
         let r = client
-            .sync_once(store, &log_key, config.server.batch_size, now_ms())
+            .sync_once(store, &log_key, config.server.batch_size, clock())
             .await?;
         sent += r.sent;
         retired += r.retired;
@@ -915,7 +933,7 @@ async fn sync_round(
             sealed: base64::engine::general_purpose::STANDARD.encode(&t.sealed),
             template_ref: t.template_ref,
         };
-        match client.upload_template(&upload, now_ms()).await {
+        match client.upload_template(&upload, clock()).await {
             Ok(()) => {
                 store.template_uploaded(&t.insured_id, t.finger)?;
                 notes.push("template uploaded".to_string());
@@ -930,7 +948,7 @@ async fn sync_round(
         }
     }
     if reg.status == TerminalStatus::Approved {
-        let n = client.pull_roster(store, now_ms()).await?;
+        let n = client.pull_roster(store, clock()).await?;
         if n > 0 {
             let _ = inputs.send(Input::RosterUpdated);
             notes.push(format!("{n} roster changes"));

@@ -1,5 +1,5 @@
 //! `wuding-sim`: emulated devices (`devices`), the scenario generator
-//! (`generate`) and, with issue 7, the clinic demo (`demo`).
+//! (`generate`) and the clinic demo (`demo`).
 //!
 //! Each subcommand's arguments and body live in the library module that owns
 //! the concept; this file only dispatches.
@@ -28,6 +28,10 @@ enum Command {
     /// Write a generated month of a region (records, claims, rosters,
     /// ground truth) into a directory.
     Generate(wuding_firmware_host::scenario::GenerateArgs),
+    /// The whole system on this PC: a server, bedside terminals on
+    /// emulated devices, a week of patients, honest and dishonest claims,
+    /// reconciliation; then the auditor application until Ctrl-C.
+    Demo(wuding_firmware_host::demo::DemoArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Devices(args) => wuding_firmware_host::devices::run(args),
         Command::Ctl(args) => wuding_firmware_host::devices::run_ctl(args),
         Command::Generate(args) => wuding_firmware_host::scenario::run(args),
+        Command::Demo(args) => wuding_firmware_host::demo::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

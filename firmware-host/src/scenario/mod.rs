@@ -22,8 +22,8 @@
 //!   (never on the pricier dialysis kinds), rare device faults;
 //! * terminals that were offline for hours or days and synced late.
 
-mod calendar;
-mod catalog;
+pub(crate) mod calendar;
+pub(crate) mod catalog;
 mod chain;
 mod fraud;
 mod world;
