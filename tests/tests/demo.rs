@@ -2,7 +2,8 @@
 //! four terminals on emulated devices, a played week, honest and dishonest
 //! claims, reconciliation. The outcome must hold: every claim line the
 //! dishonest hospital invented is a red finding, the honest hospital has
-//! none, and the server and the nurse screens answer.
+//! none, the auditor application answers and its printed login works,
+//! and the nurse screens answer.
 
 use std::time::Instant;
 
@@ -79,7 +80,7 @@ fn the_demo_week_turns_every_injected_claim_into_a_red_finding_and_no_honest_one
         );
     }
 
-    // The server and every nurse screen answer.
+    // The auditor application and every nurse screen answer.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,11 +88,20 @@ fn the_demo_week_turns_every_injected_claim_into_a_red_finding_and_no_honest_one
     rt.block_on(async {
         let http = reqwest::Client::new();
         let page = http
-            .get(format!("{}/health", report.server_url))
+            .get(format!("{}/", report.server_url))
             .send()
             .await
             .unwrap();
-        assert_eq!(page.status(), 200, "GET /health of the server");
+        assert_eq!(page.status(), 200, "GET / of the server");
+        // The auditor login the demo printed works.
+        let (user, password, _) = &report.logins[0];
+        let login = http
+            .post(format!("{}/api/v1/app/login", report.server_url))
+            .json(&serde_json::json!({ "username": user, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 200, "auditor login");
         for (id, _, url) in &report.nurse_screens {
             let page = http.get(url).send().await.unwrap();
             assert_eq!(page.status(), 200, "nurse screen of {id}");

@@ -406,10 +406,17 @@ pub fn start(args: &DemoArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<Dem
         staff: world.staff_logins(),
     };
     summarise(&report, &store, say)?;
+    report.logins = create_logins(&*store, &world, clock.now())?;
     report.elapsed = started.elapsed();
     say(format!(
-        "open {}/ in a browser: the auditor application (findings, cases, evidence)",
-        report.server_url
+        "open {}/ in a browser: the auditor application (findings, cases, evidence); log in as {}",
+        report.server_url,
+        report
+            .logins
+            .iter()
+            .map(|(user, password, what)| format!("{user} / {password} ({what})"))
+            .collect::<Vec<_>>()
+            .join(", or ")
     ));
     for (id, hospital, url) in &report.nurse_screens {
         say(format!("  nurse screen of {id} ({hospital}): {url}"));
@@ -439,6 +446,60 @@ pub fn start(args: &DemoArgs, say: &mut dyn FnMut(String)) -> anyhow::Result<Dem
         bedsides,
         runtime: Some(runtime),
     })
+}
+
+/// A password of 14 letters and digits (no look-alikes).
+fn new_password() -> String {
+    const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 14];
+    rand::fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| CHARS[usize::from(*b) % CHARS.len()] as char)
+        .collect()
+}
+
+/// Logins of the auditor application: an auditor of the fund, an
+/// administrator, and a user of the dishonest hospital (who sees its own
+/// notified findings and answers them). Fresh passwords every run.
+fn create_logins(
+    store: &dyn Store,
+    world: &DemoWorld,
+    now_ms: i64,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    use wuding_server::casework::Role;
+    let dishonest = &world.hospitals[1];
+    let users = [
+        (
+            "auditor",
+            "医保审核员",
+            Role::Auditor,
+            None,
+            "auditor of the fund".to_string(),
+        ),
+        (
+            "admin",
+            "系统管理员",
+            Role::Admin,
+            None,
+            "administrator".to_string(),
+        ),
+        (
+            "jiangnan",
+            "江南康复医院医保办",
+            Role::Hospital,
+            Some(dishonest.code.as_str()),
+            format!("user of {}", dishonest.name),
+        ),
+    ];
+    let mut logins = Vec::new();
+    for (user, name, role, hospital, what) in users {
+        let password = new_password();
+        wuding_server::web::add_user(store, user, name, role, hospital, &password, now_ms)
+            .map_err(|e| anyhow::anyhow!("creating the login {user}: {e:?}"))?;
+        logins.push((user.to_string(), password, what));
+    }
+    Ok(logins)
 }
 
 fn summarise(
