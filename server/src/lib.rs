@@ -4,6 +4,8 @@
 
 pub mod casework;
 pub mod claims;
+pub mod evidence;
+pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod month;

@@ -165,11 +165,35 @@ enum Command {
         /// A rule id (docs/rules.md).
         #[arg(long)]
         rule: Option<String>,
+        /// csv, json or xlsx (xlsx needs --out).
         #[arg(long, value_enum, default_value = "csv")]
         format: FindingsFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         db: Db,
     },
+    /// Write the evidence bundle (ZIP) of one finding, or of a case (several
+    /// --finding): signed records, terminal keys, inclusion proofs, a
+    /// signed checkpoint and a bilingual summary.
+    Evidence {
+        /// A finding id (32 hex digits); repeat for a case.
+        #[arg(long = "finding", required = true)]
+        findings: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Who makes the bundle (recorded in it); default: $USER.
+        #[arg(long)]
+        created_by: Option<String>,
+        #[command(flatten)]
+        db: Db,
+        #[arg(long, default_value = "wuding-log.key")]
+        log_key_file: PathBuf,
+    },
+    /// Check an evidence bundle offline: one line per check, non-zero exit
+    /// on any failure.
+    VerifyBundle { file: PathBuf },
     /// Threshold what-if: findings and money per candidate value of one
     /// parameter of one rule, over a stored period (nothing is stored).
     Whatif {
@@ -195,6 +219,7 @@ enum Command {
 enum FindingsFormat {
     Csv,
     Json,
+    Xlsx,
 }
 
 #[derive(Subcommand)]
@@ -551,6 +576,7 @@ fn main() -> anyhow::Result<()> {
             severity,
             rule,
             format,
+            out,
             db,
         } => {
             let store = open(&db)?;
@@ -561,14 +587,71 @@ fn main() -> anyhow::Result<()> {
                 rule.as_deref(),
             )?;
             let rows = store.findings(&filter)?;
-            let format = match format {
-                FindingsFormat::Csv => reconcile::Format::Csv,
-                FindingsFormat::Json => reconcile::Format::Json,
+            let bytes = match format {
+                FindingsFormat::Xlsx => wuding_server::export::findings_xlsx(&rows)?,
+                FindingsFormat::Csv | FindingsFormat::Json => {
+                    let format = match format {
+                        FindingsFormat::Json => reconcile::Format::Json,
+                        _ => reconcile::Format::Csv,
+                    };
+                    let mut buf = Vec::new();
+                    reconcile::write_findings(&rows, format, &mut buf)?;
+                    buf
+                }
             };
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            reconcile::write_findings(&rows, format, &mut out)?;
-            std::io::Write::flush(&mut out)?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("{} findings written to {}", rows.len(), path.display());
+                }
+                None if matches!(format, FindingsFormat::Xlsx) => {
+                    bail!("--format xlsx needs --out FILE")
+                }
+                None => std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?,
+            }
+            Ok(())
+        }
+        Command::Evidence {
+            findings,
+            out,
+            created_by,
+            db,
+            log_key_file,
+        } => {
+            let store = open(&db)?;
+            let log = Log::new(log_key(&log_key_file)?);
+            let who = created_by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let bytes = wuding_server::evidence::bundle_for_findings(
+                &*store,
+                &log,
+                &findings,
+                &format!("cli:{who}"),
+                now_ms(),
+            )?;
+            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "evidence bundle of {} finding(s) written to {} ({} bytes)",
+                findings.len(),
+                out.display(),
+                bytes.len()
+            );
+            Ok(())
+        }
+        Command::VerifyBundle { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let report = wuding_server::evidence::verify_bundle(&bytes)
+                .with_context(|| format!("{}", file.display()))?;
+            print!("{}", report.render());
+            let failed = report.failures().count();
+            if failed > 0 {
+                println!("{failed} check(s) FAILED");
+                std::process::exit(1);
+            }
+            println!("all {} checks ok", report.checks.len());
             Ok(())
         }
         Command::Whatif {

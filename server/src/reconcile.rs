@@ -506,18 +506,7 @@ pub enum Format {
 }
 
 /// The CSV columns of `findings --format csv`.
-pub const CSV_HEADER: &[&str] = &[
-    "id",
-    "rule_id",
-    "severity",
-    "date",
-    "hospital_code",
-    "insured_id",
-    "claim_ids",
-    "record_ids",
-    "amount_fen",
-    "status",
-];
+pub use crate::export::CSV_HEADER;
 
 /// Writes findings: CSV (one row per finding, lists `;`-separated) or JSON
 /// (`{"findings": [...]}`, every stored field).
@@ -531,25 +520,7 @@ pub fn write_findings(
             serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "findings": rows }))?;
             writeln!(out)
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(CSV_HEADER)?;
-            for f in rows {
-                w.write_record([
-                    f.id.as_str(),
-                    &f.rule_id,
-                    &f.severity,
-                    f.service_date.as_deref().unwrap_or(""),
-                    f.hospital_code.as_deref().unwrap_or(""),
-                    f.insured_id.as_deref().unwrap_or(""),
-                    &f.claim_ids.join(";"),
-                    &f.record_ids.join(";"),
-                    &f.amount_fen.to_string(),
-                    &f.status,
-                ])?;
-            }
-            w.flush()
-        }
+        Format::Csv => crate::export::findings_csv(rows, out),
     }
 }
 

@@ -208,7 +208,7 @@ pub struct SessionPayload {
 
 /// A stored finding: the engine's finding flattened, plus the workflow
 /// status and when it was first and last produced.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FindingRow {
     /// 32 hex digits (`FindingId`).
     pub id: String,
