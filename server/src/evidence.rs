@@ -239,28 +239,37 @@ pub fn build_manifest(
         });
     }
 
-    // Claim lines: looked up around the dates of the findings and records.
+    // Claim lines: looked up on the days of the findings and records
+    // first (one day of a national month is small), then around them.
     let wanted: BTreeSet<&str> = findings
         .iter()
         .flat_map(|f| f.claim_ids.iter().map(String::as_str))
         .collect();
     let mut claims = Vec::new();
     if !wanted.is_empty() {
-        let dates: Vec<&str> = findings
+        let dates: BTreeSet<&str> = findings
             .iter()
             .filter_map(|f| f.service_date.as_deref())
             .chain(rows.iter().map(|(r, _)| r.service_date.as_str()))
             .collect();
-        let (from, to) = match (dates.iter().min(), dates.iter().max()) {
-            (Some(a), Some(b)) => (shift_date(a, -31), shift_date(b, 31)),
-            _ => ("0001-01-01".to_owned(), "9999-12-31".to_owned()),
+        let mut found: BTreeMap<String, ClaimLine> = BTreeMap::new();
+        let take = |found: &mut BTreeMap<String, ClaimLine>, lines: Vec<ClaimLine>| {
+            for c in lines {
+                if wanted.contains(c.claim_id.as_str()) {
+                    found.insert(c.claim_id.clone(), c);
+                }
+            }
         };
-        let mut found: BTreeMap<String, ClaimLine> = store
-            .claims_between(&from, &to)?
-            .into_iter()
-            .filter(|c| wanted.contains(c.claim_id.as_str()))
-            .map(|c| (c.claim_id.clone(), c))
-            .collect();
+        for d in &dates {
+            take(&mut found, store.claims_between(d, d)?);
+        }
+        if found.len() < wanted.len() {
+            let (from, to) = match (dates.first(), dates.last()) {
+                (Some(a), Some(b)) => (shift_date(a, -31), shift_date(b, 31)),
+                _ => ("0001-01-01".to_owned(), "9999-12-31".to_owned()),
+            };
+            take(&mut found, store.claims_between(&from, &to)?);
+        }
         for f in &findings {
             for c in &f.claim_ids {
                 match found.remove(c) {
