@@ -291,6 +291,7 @@ pub const ROUTES: &[&str] = &[
     "/api/v1/app/findings/{id}/actions",
     "/api/v1/app/findings/{id}/reveal",
     "/api/v1/app/findings/{id}/attachments/{n}",
+    "/api/v1/app/findings/{id}/evidence",
     "/api/v1/app/export",
     "/api/v1/app/rules",
     "/api/v1/app/rules/whatif",

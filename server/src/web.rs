@@ -88,6 +88,11 @@ pub const ROUTE_ROLES: &[(&str, &str, &str)] = &[
         "/api/v1/app/findings/{id}/attachments/{n}",
         "auditor,senior_auditor,hospital",
     ),
+    (
+        "GET",
+        "/api/v1/app/findings/{id}/evidence",
+        "auditor,senior_auditor,hospital",
+    ),
     ("GET", "/api/v1/app/export", "auditor,senior_auditor"),
     ("GET", "/api/v1/app/rules", "auditor,senior_auditor,admin"),
     ("POST", "/api/v1/app/rules/whatif", "auditor,senior_auditor"),
@@ -119,6 +124,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/app/findings/{id}/actions", post(act))
         .route("/api/v1/app/findings/{id}/reveal", post(reveal))
         .route("/api/v1/app/findings/{id}/attachments/{n}", get(attachment))
+        .route("/api/v1/app/findings/{id}/evidence", get(evidence))
         .route("/api/v1/app/export", get(export))
         .route("/api/v1/app/rules", get(rules).post(save_rules))
         .route("/api/v1/app/rules/whatif", post(rules_whatif))
@@ -940,6 +946,40 @@ async fn attachment(
     .await
 }
 
+async fn evidence(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let now = (s.clock)();
+    blocking(move || {
+        let store = &*s.store;
+        let c = caller(store, &headers, now, CASE_ROLES, false)?;
+        let f = visible_finding(store, &c, &id)?;
+        let bytes = crate::evidence::bundle_for_findings(
+            store,
+            &s.log,
+            std::slice::from_ref(&f.id),
+            &c.user.username,
+            now,
+        )
+        .map_err(|e| bad("evidence", e.to_string()))?;
+        audit(store, &c, "export_evidence", &f.id, "", now);
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/zip".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"evidence-{}.zip\"", f.id),
+                ),
+            ],
+            bytes,
+        )
+            .into_response())
+    })
+    .await
+}
+
 async fn export(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -977,12 +1017,8 @@ async fn export(
         match format.as_str() {
             "csv" => {
                 let mut out = Vec::new();
-                crate::reconcile::write_findings(
-                    &masked_rows,
-                    crate::reconcile::Format::Csv,
-                    &mut out,
-                )
-                .map_err(|e| bad("export", e.to_string()))?;
+                crate::export::findings_csv(&masked_rows, &mut out)
+                    .map_err(|e| bad("export", e.to_string()))?;
                 Ok((
                     [
                         (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -995,7 +1031,28 @@ async fn export(
                 )
                     .into_response())
             }
-            other => Err(bad("bad_format", format!("format `{other}`: use csv"))),
+            "xlsx" => {
+                let out = crate::export::findings_xlsx(&masked_rows)
+                    .map_err(|e| bad("export", e.to_string()))?;
+                Ok((
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        ),
+                        (
+                            header::CONTENT_DISPOSITION,
+                            "attachment; filename=\"findings.xlsx\"",
+                        ),
+                    ],
+                    out,
+                )
+                    .into_response())
+            }
+            other => Err(bad(
+                "bad_format",
+                format!("format `{other}`: use csv or xlsx"),
+            )),
         }
     })
     .await

@@ -326,7 +326,7 @@ async function casePage(id) {
       · ${esc(t("amount"))} <b>${yuan(f.amount_fen)}</b>${c.appeal_deadline_ms ? ` · ${esc(t("deadline"))} ${esc(when(c.appeal_deadline_ms))}` : ""}</p>
       <p>${esc(lang === "zh" ? f.explanation_zh : f.explanation_en)}</p>
       <p class="muted">${Object.entries(f.params || {}).map(([k, v]) => `${esc(k)} = ${esc(v)}`).join(" · ")}</p>
-      <a href="/api/v1/app/findings/${esc(f.id)}/evidence" id="evidence-link" hidden>${esc(t("evidence"))}</a></div>
+      <a href="/api/v1/app/findings/${esc(f.id)}/evidence" id="evidence-link">${esc(t("evidence"))}</a></div>
     ${actionForm}
     <div class="cols">
       <div class="card"><h2>${esc(t("claim_lines"))}</h2><table id="claims"><tr><th>ID</th><th>${esc(t("date"))}</th><th></th><th class="num">${esc(t("amount"))}</th></tr>

@@ -212,6 +212,32 @@ fn a_case_from_machine_finding_through_appeal_to_deduction() {
             assert!(history.contains(step), "{step} in {history}");
         }
         b.screenshot("auditor-case-deducted").await.unwrap();
+
+        // The evidence bundle the case page links to verifies offline, and
+        // the findings export as a spreadsheet.
+        let cookie = b
+            .client
+            .get_named_cookie("wuding_session")
+            .await
+            .expect("the session cookie");
+        let http = reqwest::Client::new();
+        let get = |path: String| {
+            http.get(format!("{base}{path}"))
+                .header("cookie", format!("wuding_session={}", cookie.value()))
+                .send()
+        };
+        let res = get(format!("/api/v1/app/findings/{}/evidence", case.id))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let bundle = res.bytes().await.unwrap();
+        let report = wuding_server::evidence::verify_bundle(&bundle).unwrap();
+        assert!(report.passed(), "{}", report.render());
+        let res = get("/api/v1/app/export?format=xlsx&severity=red".into())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(&res.bytes().await.unwrap()[..2], b"PK", "an XLSX (zip) file");
         b.close().await;
     });
     drop(runtime);
