@@ -74,6 +74,16 @@ enum Command {
         #[command(subcommand)]
         action: TerminalAction,
     },
+    /// A consistent copy of an SQLite database while the server runs
+    /// (PostgreSQL: use pg_dump). Keep the log and template key files with
+    /// it, but apart from it.
+    Backup {
+        /// The new file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Users of the auditor application.
     User {
         #[command(subcommand)]
@@ -459,6 +469,18 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Backup { out, db } => {
+            if db.db.starts_with("postgres://") || db.db.starts_with("postgresql://") {
+                bail!(
+                    "for PostgreSQL use pg_dump (e.g. pg_dump -Fc -f wuding.dump '{}')",
+                    db.db
+                );
+            }
+            let store = wuding_server::store::sqlite::SqliteStore::open(Path::new(&db.db))?;
+            store.backup_to(&out)?;
+            println!("backed up {} to {}", db.db, out.display());
+            Ok(())
+        }
         Command::User { action } => match action {
             UserAction::Add {
                 username,

@@ -355,6 +355,23 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Writes a consistent copy of the whole database to `out` while the
+    /// server keeps running (`VACUUM INTO`: one read transaction). `out` must
+    /// not exist.
+    pub fn backup_to(&self, out: &Path) -> Result<(), StoreError> {
+        if out.exists() {
+            return Err(StoreError::Conflict(format!(
+                "{} exists; back up to a new file",
+                out.display()
+            )));
+        }
+        let target = out
+            .to_str()
+            .ok_or_else(|| StoreError::Conflict("the backup path is not UTF-8".into()))?;
+        self.conn().execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         SqliteStore::init(Connection::open_in_memory()?)
     }
