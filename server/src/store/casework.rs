@@ -229,59 +229,78 @@ pub trait Casework {
     fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
-/// The SQL both backends run for a [`FindingQuery`]: a WHERE clause with
-/// `$1, $2, ...` placeholders (SQLite accepts them too, bound in order) and
-/// the values, and the ORDER BY. Only filters that are set appear, so the
-/// indexes on date, hospital and status can be used.
+/// A WHERE clause being built: conditions with `$1, $2, ...` placeholders
+/// (SQLite accepts them too, bound in order) and their values.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    values: Vec<String>,
+}
+
+impl Where {
+    /// Adds a condition whose `#` is the next placeholder.
+    fn push(&mut self, clause: &str, value: String) {
+        self.values.push(value);
+        self.clauses
+            .push(clause.replace('#', &format!("${}", self.values.len())));
+    }
+
+    /// The filters the findings list and its totals share.
+    fn shared(&mut self, q: &FindingQuery) {
+        if let Some(v) = &q.rule_id {
+            self.push("rule_id = #", v.clone());
+        }
+        if let Some(v) = &q.status {
+            self.push("status = #", v.clone());
+        }
+        if let Some(v) = &q.hospital_prefix {
+            self.push("hospital_code >= #", v.clone());
+            // Codes are ASCII letters and digits, all below '~'.
+            self.push("hospital_code < #", format!("{v}~"));
+        }
+        if !q.visible_statuses.is_empty() {
+            let mut marks = Vec::new();
+            for s in &q.visible_statuses {
+                self.values.push(s.clone());
+                marks.push(format!("${}", self.values.len()));
+            }
+            self.clauses
+                .push(format!("status IN ({})", marks.join(", ")));
+        }
+    }
+
+    fn finish(self) -> (String, Vec<String>) {
+        let clause = if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        };
+        (clause, self.values)
+    }
+}
+
+/// The SQL both backends run for a [`FindingQuery`]: a WHERE clause and its
+/// values, and the ORDER BY. Only filters that are set appear, so the
+/// indexes in the list's order can be used.
 pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'static str) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    let mut push = |clause: &str, value: String, values: &mut Vec<String>| {
-        values.push(value);
-        clauses.push(clause.replace('#', &format!("${}", values.len())));
-    };
+    let mut w = Where::default();
+    if let Some(v) = &q.severity {
+        // The rank, inlined from a fixed table (not user text), lets the
+        // list's order index serve the filter too.
+        w.clauses
+            .push(format!("severity_rank = {}", super::severity_rank(v)));
+    }
     if let Some(v) = &q.from {
-        push("service_date >= #", v.clone(), &mut values);
+        w.push("service_date >= #", v.clone());
     }
     if let Some(v) = &q.to {
-        push("service_date <= #", v.clone(), &mut values);
-    }
-    // The rank, inlined from a fixed table (not user text), lets the
-    // list's order index serve the filter too.
-    let rank = q
-        .severity
-        .as_deref()
-        .map(|v| format!("severity_rank = {}", super::severity_rank(v)));
-    if let Some(v) = &q.rule_id {
-        push("rule_id = #", v.clone(), &mut values);
-    }
-    if let Some(v) = &q.status {
-        push("status = #", v.clone(), &mut values);
-    }
-    if let Some(v) = &q.hospital_prefix {
-        push("hospital_code >= #", v.clone(), &mut values);
-        // Codes are ASCII letters and digits, all below '~'.
-        push("hospital_code < #", format!("{v}~"), &mut values);
+        w.push("service_date <= #", v.clone());
     }
     if let Some(v) = &q.insured_id {
-        push("insured_id = #", v.clone(), &mut values);
+        w.push("insured_id = #", v.clone());
     }
-    if !q.visible_statuses.is_empty() {
-        let mut marks = Vec::new();
-        for s in &q.visible_statuses {
-            values.push(s.clone());
-            marks.push(format!("${}", values.len()));
-        }
-        clauses.push(format!("status IN ({})", marks.join(", ")));
-    }
-    if let Some(r) = rank {
-        clauses.insert(0, r);
-    }
-    let clause = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
+    w.shared(q);
+    let (clause, values) = w.finish();
     let order = match q.sort.as_str() {
         "amount" => "ORDER BY amount_fen DESC, finding_id",
         "date" => "ORDER BY service_date DESC, finding_id DESC",
@@ -311,46 +330,19 @@ pub(crate) fn totals_query_sql(q: &FindingQuery) -> Option<(String, Vec<String>)
     {
         return None;
     }
-    let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    let mut push = |clause: &str, value: String, values: &mut Vec<String>| {
-        values.push(value);
-        clauses.push(clause.replace('#', &format!("${}", values.len())));
-    };
+    let mut w = Where::default();
     // Undated findings (month '') are outside every period, as in the list.
     if let Some(v) = &q.from {
-        push("month >= #", v[..7].to_owned(), &mut values);
+        w.push("month >= #", v[..7].to_owned());
     }
     if let Some(v) = &q.to {
-        push("month <= #", v[..7].to_owned(), &mut values);
+        w.push("month <= #", v[..7].to_owned());
     }
     if let Some(v) = &q.severity {
-        push("severity = #", v.clone(), &mut values);
+        w.push("severity = #", v.clone());
     }
-    if let Some(v) = &q.rule_id {
-        push("rule_id = #", v.clone(), &mut values);
-    }
-    if let Some(v) = &q.status {
-        push("status = #", v.clone(), &mut values);
-    }
-    if let Some(v) = &q.hospital_prefix {
-        push("hospital_code >= #", v.clone(), &mut values);
-        push("hospital_code < #", format!("{v}~"), &mut values);
-    }
-    if !q.visible_statuses.is_empty() {
-        let mut marks = Vec::new();
-        for s in &q.visible_statuses {
-            values.push(s.clone());
-            marks.push(format!("${}", values.len()));
-        }
-        clauses.push(format!("status IN ({})", marks.join(", ")));
-    }
-    let clause = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    Some((clause, values))
+    w.shared(q);
+    Some(w.finish())
 }
 
 /// Recomputes `finding_totals` for the months `from..=to` (and undated
