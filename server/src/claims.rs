@@ -388,7 +388,8 @@ fn line_from(
 ///
 /// Two stages run at once: this thread reads and checks rows, a second
 /// thread writes each finished batch, so parsing and the database overlap
-/// (memory stays bounded: at most two batches wait).
+/// (memory stays bounded: one batch being parsed, one waiting, one being
+/// written).
 pub fn import(
     store: &dyn Store,
     reader: impl Read + Send,
@@ -396,7 +397,9 @@ pub fn import(
     source: &str,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
-    const BATCH: usize = 20_000;
+    // One transaction per batch: bigger batches write each index page
+    // fewer times (SQLite rewrites every index page a transaction touched).
+    const BATCH: usize = 50_000;
     let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let header = csv
         .headers()
@@ -404,7 +407,7 @@ pub fn import(
         .clone();
     let plan = resolve(mapping, &header)?;
     let mut report = ImportReport::default();
-    let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<ClaimLine>>(2);
+    let (to_writer, batches) = std::sync::mpsc::sync_channel::<Vec<ClaimLine>>(1);
     let (to_reader, recycled) = std::sync::mpsc::channel::<Vec<ClaimLine>>();
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(u64, u64), StoreError> {

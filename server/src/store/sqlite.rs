@@ -685,6 +685,81 @@ impl Tx for SqliteTx<'_> {
     }
 }
 
+/// Inserts claim lines in one transaction; returns how many were new.
+fn insert_claims_in(
+    conn: &mut Connection,
+    lines: &[ClaimLine],
+    source: &str,
+) -> Result<u64, StoreError> {
+    // Multi-row statements (CLAIM_ROWS rows each, 14 parameters a row)
+    // cut the per-statement cost; the rest goes one row at a time.
+    const CLAIM_ROWS: usize = 64;
+    const COLUMNS: &str =
+        "claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+        service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit, source";
+    fn sql(rows: usize) -> String {
+        let mut sql = format!("INSERT INTO claims ({COLUMNS}) VALUES ");
+        for r in 0..rows {
+            if r > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..14 {
+                if c > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("?{}", r * 14 + c + 1));
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        sql
+    }
+    fn bind(
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        lines: &[ClaimLine],
+        source: &str,
+    ) -> Result<usize, rusqlite::Error> {
+        let mut dates = Vec::with_capacity(lines.len());
+        for c in lines {
+            dates.push(c.service_date.to_string());
+        }
+        for (r, c) in lines.iter().enumerate() {
+            let b = r * 14;
+            stmt.raw_bind_parameter(b + 1, &c.claim_id)?;
+            stmt.raw_bind_parameter(b + 2, &c.insured_id)?;
+            stmt.raw_bind_parameter(b + 3, &c.hospital_code)?;
+            stmt.raw_bind_parameter(b + 4, &c.department_code)?;
+            stmt.raw_bind_parameter(b + 5, &c.doctor_id)?;
+            stmt.raw_bind_parameter(b + 6, &dates[r])?;
+            stmt.raw_bind_parameter(b + 7, &c.service_code)?;
+            stmt.raw_bind_parameter(b + 8, c.service_kind.code())?;
+            stmt.raw_bind_parameter(b + 9, c.quantity)?;
+            stmt.raw_bind_parameter(b + 10, c.amount_fen as i64)?;
+            stmt.raw_bind_parameter(b + 11, &c.drug_code)?;
+            stmt.raw_bind_parameter(b + 12, c.dose.as_ref().map(|d| d.amount_milli as i64))?;
+            stmt.raw_bind_parameter(b + 13, c.dose.as_ref().map(|d| d.unit.as_str()))?;
+            stmt.raw_bind_parameter(b + 14, source)?;
+        }
+        stmt.raw_execute()
+    }
+    let tx = conn.transaction()?;
+    let mut inserted = 0u64;
+    {
+        let mut many = tx.prepare_cached(&sql(CLAIM_ROWS))?;
+        let mut chunks = lines.chunks_exact(CLAIM_ROWS);
+        for chunk in &mut chunks {
+            inserted += bind(&mut many, chunk, source)? as u64;
+        }
+        let mut one = tx.prepare_cached(&sql(1))?;
+        for c in chunks.remainder() {
+            inserted += bind(&mut one, std::slice::from_ref(c), source)? as u64;
+        }
+    }
+    tx.commit()?;
+    Ok(inserted)
+}
+
 impl Store for SqliteStore {
     fn transaction(
         &self,
@@ -852,72 +927,18 @@ impl Store for SqliteStore {
     }
 
     fn insert_claims(&self, lines: &[ClaimLine], source: &str) -> Result<u64, StoreError> {
-        // Multi-row statements (CLAIM_ROWS rows each, 14 parameters a row)
-        // cut the per-statement cost; the rest goes one row at a time.
-        const CLAIM_ROWS: usize = 64;
-        const COLUMNS: &str = "claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
-            service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit, source";
-        fn sql(rows: usize) -> String {
-            let mut sql = format!("INSERT INTO claims ({COLUMNS}) VALUES ");
-            for r in 0..rows {
-                if r > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                for c in 0..14 {
-                    if c > 0 {
-                        sql.push(',');
-                    }
-                    sql.push_str(&format!("?{}", r * 14 + c + 1));
-                }
-                sql.push(')');
-            }
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            sql
-        }
-        fn bind(
-            stmt: &mut rusqlite::CachedStatement<'_>,
-            lines: &[ClaimLine],
-            source: &str,
-        ) -> Result<usize, rusqlite::Error> {
-            let mut dates = Vec::with_capacity(lines.len());
-            for c in lines {
-                dates.push(c.service_date.to_string());
-            }
-            for (r, c) in lines.iter().enumerate() {
-                let b = r * 14;
-                stmt.raw_bind_parameter(b + 1, &c.claim_id)?;
-                stmt.raw_bind_parameter(b + 2, &c.insured_id)?;
-                stmt.raw_bind_parameter(b + 3, &c.hospital_code)?;
-                stmt.raw_bind_parameter(b + 4, &c.department_code)?;
-                stmt.raw_bind_parameter(b + 5, &c.doctor_id)?;
-                stmt.raw_bind_parameter(b + 6, &dates[r])?;
-                stmt.raw_bind_parameter(b + 7, &c.service_code)?;
-                stmt.raw_bind_parameter(b + 8, c.service_kind.code())?;
-                stmt.raw_bind_parameter(b + 9, c.quantity)?;
-                stmt.raw_bind_parameter(b + 10, c.amount_fen as i64)?;
-                stmt.raw_bind_parameter(b + 11, &c.drug_code)?;
-                stmt.raw_bind_parameter(b + 12, c.dose.as_ref().map(|d| d.amount_milli as i64))?;
-                stmt.raw_bind_parameter(b + 13, c.dose.as_ref().map(|d| d.unit.as_str()))?;
-                stmt.raw_bind_parameter(b + 14, source)?;
-            }
-            stmt.raw_execute()
-        }
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut inserted = 0u64;
-        {
-            let mut many = tx.prepare_cached(&sql(CLAIM_ROWS))?;
-            let mut chunks = lines.chunks_exact(CLAIM_ROWS);
-            for chunk in &mut chunks {
-                inserted += bind(&mut many, chunk, source)? as u64;
-            }
-            let mut one = tx.prepare_cached(&sql(1))?;
-            for c in chunks.remainder() {
-                inserted += bind(&mut one, std::slice::from_ref(c), source)? as u64;
-            }
-        }
-        tx.commit()?;
+        // Claims are copies of the hospitals' submissions, imported again
+        // at will (re-importing changes nothing): their transactions commit
+        // with synchronous=NORMAL, durable at the next WAL checkpoint rather
+        // than at each commit, and never corrupting. Signed records keep
+        // FULL (a receipt promises durability); the setting is restored
+        // before the connection serves anything else.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = insert_claims_in(&mut conn, lines, source);
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let inserted = result?;
+        restored?;
         Ok(inserted)
     }
 
