@@ -7,7 +7,9 @@ use wuding_protocol::api::RegistrationRequest;
 use wuding_protocol::example::example_session;
 use wuding_protocol::transparency::verify_consistency;
 use wuding_protocol::{Envelope, Record, RecordId, TerminalSigner, verify_chain};
-use wuding_server::ingest::{IngestPolicy, Log, Outcome, ingest};
+use wuding_server::ingest::{
+    IngestPolicy, Log, Outcome, check, commit_all, ingest, ingest_pipelined,
+};
 use wuding_server::registry::{RegistryError, register};
 use wuding_server::store::Store;
 
@@ -358,3 +360,95 @@ both_backends!(log_stays_consistent_across_batches, |store: &dyn Store| {
     replica.sync(store).unwrap();
     assert_eq!(replica.root_at(7), log.root_at(7));
 });
+
+/// Uploads that depend on each other (a gap filled two uploads later, a
+/// replay, a fork, interleaved terminals) and the answers each gets when
+/// ingested alone, in order.
+fn dependent_uploads() -> (Vec<Vec<Envelope>>, Vec<Vec<&'static str>>) {
+    let (a, b) = (chain(1, 20), chain(2, 10));
+    let mut rival = example_session();
+    rival.terminal_id = terminal_id(1);
+    rival.seq = 3;
+    rival.prev = a[1].record_id();
+    rival.bed = "B09".into();
+    let rival = signer(1).sign(&Record::Session(rival)).unwrap();
+    let uploads = vec![
+        a[..10].to_vec(),
+        [&b[..5], &a[12..15]].concat(),
+        vec![a[10].clone(), b[5].clone()],
+        vec![a[11].clone(), a[4].clone(), rival],
+        [&a[15..], &b[6..]].concat(),
+    ];
+    let expected = vec![
+        vec!["accepted"; 10],
+        [vec!["accepted"; 5], vec!["held"; 3]].concat(),
+        vec!["accepted", "accepted"],
+        vec!["accepted", "accepted", "fork"],
+        vec!["accepted"; 9],
+    ];
+    (uploads, expected)
+}
+
+/// Every record of [`dependent_uploads`] once, chains intact, nothing held.
+fn assert_dependent_uploads_stored(store: &dyn Store, log: &Log) {
+    assert_eq!(store.held_count().unwrap(), 0);
+    for (n, len) in [(1, 20), (2, 10)] {
+        let stored = store.records_of(&terminal_id(n)).unwrap();
+        assert_eq!(stored.len(), len);
+        let links = stored.iter().map(|r| {
+            let rec = Record::decode(&r.payload).unwrap();
+            rec.chain_link(r.record_id)
+        });
+        assert!(verify_chain(links, None).is_clean());
+    }
+    assert_eq!(store.log_leaves(0).unwrap().len(), 30);
+    assert_eq!(log.checkpoint(NOW).size, 30);
+}
+
+both_backends!(
+    pipelined_ingest_decides_each_upload_as_if_alone,
+    |store: &dyn Store| {
+        enrol(store, 1, true);
+        enrol(store, 2, true);
+        let log = log();
+        let (uploads, expected) = dependent_uploads();
+        let batches = uploads
+            .iter()
+            .map(|u| (u.clone(), vec![NOW; u.len()]))
+            .collect::<Vec<_>>();
+        let mut answers: Vec<(Vec<Envelope>, Vec<Outcome>)> = Vec::new();
+        ingest_pipelined(
+            store,
+            &log,
+            &IngestPolicy::default(),
+            batches.into_iter(),
+            |e, o| answers.push((e, o)),
+        )
+        .unwrap();
+        let got: Vec<Vec<&str>> = answers.iter().map(|(_, o)| reasons(o)).collect();
+        assert_eq!(got, expected);
+        for ((sent, _), upload) in answers.iter().zip(&uploads) {
+            assert_eq!(sent, upload, "each answer comes with its own upload");
+        }
+        assert_dependent_uploads_stored(store, &log);
+    }
+);
+
+both_backends!(
+    one_group_commit_decides_each_upload_as_if_alone,
+    |store: &dyn Store| {
+        enrol(store, 1, true);
+        enrol(store, 2, true);
+        let log = log();
+        let (uploads, expected) = dependent_uploads();
+        // All checked before any is stored, then one transaction for all.
+        let checked = uploads
+            .iter()
+            .map(|u| check(store, u, &vec![NOW; u.len()]).unwrap())
+            .collect();
+        let outcomes = commit_all(store, &log, &IngestPolicy::default(), checked).unwrap();
+        let got: Vec<Vec<&str>> = outcomes.iter().map(|o| reasons(o)).collect();
+        assert_eq!(got, expected);
+        assert_dependent_uploads_stored(store, &log);
+    }
+);
