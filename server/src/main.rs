@@ -84,6 +84,15 @@ enum Command {
         #[command(flatten)]
         db: Db,
     },
+    /// Shows or sets an application setting. Known: `appeal_days`, the
+    /// days a hospital has to appeal after it is notified (default 15).
+    Setting {
+        key: String,
+        /// The new value; without it, the current one is printed.
+        value: Option<String>,
+        #[command(flatten)]
+        db: Db,
+    },
     /// Users of the auditor application.
     User {
         #[command(subcommand)]
@@ -479,6 +488,33 @@ fn main() -> anyhow::Result<()> {
             let store = wuding_server::store::sqlite::SqliteStore::open(Path::new(&db.db))?;
             store.backup_to(&out)?;
             println!("backed up {} to {}", db.db, out.display());
+            Ok(())
+        }
+        Command::Setting { key, value, db } => {
+            if key != "appeal_days" {
+                bail!("unknown setting `{key}`; known: appeal_days");
+            }
+            let store = open(&db)?;
+            match value {
+                None => println!(
+                    "{key} = {}",
+                    store.setting(&key)?.unwrap_or_else(|| format!(
+                        "{} (default)",
+                        wuding_server::web::DEFAULT_APPEAL_DAYS
+                    ))
+                ),
+                Some(v) => {
+                    let days: u32 = v
+                        .parse()
+                        .ok()
+                        .filter(|d| (1..=365).contains(d))
+                        .with_context(|| {
+                            format!("appeal_days `{v}`: a whole number of days, 1 to 365")
+                        })?;
+                    store.put_setting(&key, &days.to_string())?;
+                    println!("{key} = {days}");
+                }
+            }
             Ok(())
         }
         Command::User { action } => match action {

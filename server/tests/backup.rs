@@ -1,5 +1,6 @@
 //! `wuding-server backup`: a consistent copy of a live SQLite database that
 //! opens as a store with everything in it; never over an existing file.
+//! `wuding-server setting`: the appeal deadline, validated.
 
 use std::process::Command;
 
@@ -68,4 +69,29 @@ fn backup_copies_a_live_database_and_refuses_to_overwrite() {
     assert!(!pg.status.success());
     assert!(String::from_utf8_lossy(&pg.stderr).contains("pg_dump"));
     drop(live);
+}
+
+#[test]
+fn the_appeal_deadline_is_configurable_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.db");
+    let db = db.to_str().unwrap();
+    let shown = server(&["setting", "appeal_days", "--db", db]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("appeal_days = 15 (default)"));
+    let set = server(&["setting", "appeal_days", "20", "--db", db]);
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let store = SqliteStore::open(std::path::Path::new(db)).unwrap();
+    assert_eq!(store.setting("appeal_days").unwrap().as_deref(), Some("20"));
+    drop(store);
+    for bad in ["0", "400", "two weeks"] {
+        let o = server(&["setting", "appeal_days", bad, "--db", db]);
+        assert!(!o.status.success(), "{bad} accepted");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("1 to 365"));
+    }
+    let o = server(&["setting", "colour", "red", "--db", db]);
+    assert!(!o.status.success());
 }

@@ -205,7 +205,11 @@ function barChart(rows, keys, colors, labelKey, opts = {}) {
 async function dashboardPage(q) {
   const d = await api("GET", "/api/v1/app/dashboard?" + params({ region: q.region, from: q.from, to: q.to }));
   const s = d.total;
-  const tile = (k, v, id) => `<div class="tile" id="${id}"><div class="v">${esc(v)}</div><div class="k">${esc(t(k))}</div></div>`;
+  const tile = (k, v, id, href) => {
+    const body = `<div class="v">${esc(v)}</div><div class="k">${esc(t(k))}</div>`;
+    return href ? `<a class="tile" id="${id}" href="${esc(href)}">${body}</a>` : `<div class="tile" id="${id}">${body}</div>`;
+  };
+  const inRegion = (extra) => "#/findings?" + params({ hospital: d.region, ...extra });
   const crumbs = [["", lang === "zh" ? "全部" : "all"]];
   const r = d.region || "";
   for (const n of [3, 5, 7, 12]) if (r.length >= n) crumbs.push([r.slice(0, n), r.slice(0, n)]);
@@ -218,11 +222,11 @@ async function dashboardPage(q) {
       ${tile("attested", s.attested_sessions.toLocaleString(), "tile-attested")}
       ${tile("claimed", s.claimed_lines.toLocaleString(), "tile-claimed")}
       ${tile("match_rate", pct(s.match_rate), "tile-match")}
-      ${tile("phantom", s.phantom_claims.toLocaleString(), "tile-phantom")}
-      ${tile("phantom_fen", yuan(s.phantom_fen), "tile-phantom-fen")}
-      ${tile("fallback_rate", pct(s.fallback_rate), "tile-fallback")}
+      ${tile("phantom", s.phantom_claims.toLocaleString(), "tile-phantom", inRegion({ rule: "phantom_session" }))}
+      ${tile("phantom_fen", yuan(s.phantom_fen), "tile-phantom-fen", inRegion({ rule: "phantom_session", sort: "amount" }))}
+      ${tile("fallback_rate", pct(s.fallback_rate), "tile-fallback", inRegion({ rule: "supervised_fallback" }))}
       ${tile("per_patient", s.sessions_per_patient_month == null ? "–" : s.sessions_per_patient_month.toFixed(2), "tile-per-patient")}
-      ${tile("findings_fen", yuan(s.findings_fen), "tile-findings-fen")}
+      ${tile("findings_fen", yuan(s.findings_fen), "tile-findings-fen", inRegion({ sort: "amount" }))}
     </div>
     <div class="card"><h2>${esc(t("trend"))}</h2>
       ${barChart(d.months, ["attested_sessions", "claimed_lines", "phantom_claims"], ["#2e7d32", "#1f5f99", "#c62828"], "month")}
