@@ -23,7 +23,7 @@ use wuding_rules::{
 };
 
 use crate::store::{
-    Alarm, FindingFilter, FindingRow, HospitalMonth, Store, StoreError, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, HospitalMonth, PatientMonth, Store, StoreError, UpsertCounts,
 };
 
 #[derive(Debug, Error)]
@@ -338,6 +338,9 @@ pub fn run(
         period.to.to_string()[..7].to_owned(),
     );
     store.put_hospital_months(&from_month, &to_month, &months)?;
+    let key = patient_ref_key(store)?;
+    let patients = patient_months(&loaded, &findings, &|id| patient_ref(&key, id));
+    store.put_patient_months(&from_month, &to_month, &patients)?;
     store.refresh_finding_totals(&from_month, &to_month)?;
     let store_ms = t.elapsed().as_millis() as u64;
     step("stored");
@@ -381,53 +384,118 @@ pub fn run(
 /// and money, distinct patients on each side, phantom claims (the
 /// `phantom_session` findings) and the findings by severity.
 pub fn hospital_months(loaded: &Loaded, findings: &[Finding]) -> Vec<HospitalMonth> {
+    month_figures(loaded, findings, |h, m, _| Some((m, h.to_owned())))
+        .into_values()
+        .collect()
+}
+
+/// The same figures per patient, hospital and month (the drill-down's
+/// patient level); findings about no patient (terminals, peers) are left
+/// out. `patient_ref` names each patient opaquely ([`patient_ref`]).
+pub fn patient_months(
+    loaded: &Loaded,
+    findings: &[Finding],
+    patient_ref: &dyn Fn(&str) -> String,
+) -> Vec<PatientMonth> {
+    month_figures(loaded, findings, |h, m, p| {
+        p.map(|p| (m, h.to_owned(), p.to_owned()))
+    })
+    .into_iter()
+    .map(|((_, _, insured_id), figures)| PatientMonth {
+        patient_ref: patient_ref(&insured_id),
+        insured_id,
+        figures,
+    })
+    .collect()
+}
+
+/// The opaque reference of a patient: HMAC-SHA256 of the insured id under
+/// a key kept in the database's settings (made on first use), 16 bytes in
+/// hex. Insured ids have too little entropy for a plain hash.
+pub fn patient_ref_key(store: &dyn Store) -> Result<Vec<u8>, ReconcileError> {
+    const KEY: &str = "patient_ref_key";
+    if let Some(k) = store.setting(KEY)?.and_then(|h| hex::decode(h).ok()) {
+        return Ok(k);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("the OS random source works");
+    store.put_setting(KEY, &hex::encode(key))?;
+    Ok(key.to_vec())
+}
+
+/// See [`patient_ref_key`].
+pub fn patient_ref(key: &[u8], insured_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(insured_id.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Counts a period's sessions, claims and findings into figures per key
+/// (`key(hospital, month, patient)`; `None` leaves the item out): one
+/// definition for the hospital and the patient levels.
+fn month_figures<K: Ord + Clone + std::hash::Hash>(
+    loaded: &Loaded,
+    findings: &[Finding],
+    key: impl Fn(&str, String, Option<&str>) -> Option<K>,
+) -> BTreeMap<K, HospitalMonth> {
     use std::collections::HashMap;
-    fn slot<'a>(
-        out: &'a mut BTreeMap<(String, String), HospitalMonth>,
+    fn slot<'a, K: Ord>(
+        out: &'a mut BTreeMap<K, HospitalMonth>,
+        k: K,
         hospital: &str,
         month: &str,
     ) -> &'a mut HospitalMonth {
-        out.entry((month.to_owned(), hospital.to_owned()))
-            .or_insert_with(|| HospitalMonth {
-                hospital_code: hospital.to_owned(),
-                month: month.to_owned(),
-                ..HospitalMonth::default()
-            })
+        out.entry(k).or_insert_with(|| HospitalMonth {
+            hospital_code: hospital.to_owned(),
+            month: month.to_owned(),
+            ..HospitalMonth::default()
+        })
     }
     let month_of = |d: Date| d.to_string()[..7].to_owned();
-    let mut out: BTreeMap<(String, String), HospitalMonth> = BTreeMap::new();
-    let mut attested_patients: HashSet<(&str, String, &str)> = HashSet::new();
-    let mut claimed_patients: HashSet<(&str, String, &str)> = HashSet::new();
+    let mut out: BTreeMap<K, HospitalMonth> = BTreeMap::new();
+    let mut attested_patients: HashSet<(K, &str)> = HashSet::new();
+    let mut claimed_patients: HashSet<(K, &str)> = HashSet::new();
     for s in &loaded.sessions {
         let Some(date) = s.service_date() else {
             continue;
         };
+        let (h, p) = (&s.record.hospital_code, &s.record.patient.insured_id);
         let month = month_of(date);
-        let e = slot(&mut out, &s.record.hospital_code, &month);
+        let Some(k) = key(h, month.clone(), Some(p)) else {
+            continue;
+        };
+        let e = slot(&mut out, k.clone(), h, &month);
         e.attested_sessions += 1;
         e.fallback_sessions += u64::from(s.is_fallback());
-        attested_patients.insert((&s.record.hospital_code, month, &s.record.patient.insured_id));
+        attested_patients.insert((k, p));
     }
-    let mut claim_place: HashMap<&str, (&str, String)> = HashMap::new();
+    let mut claim_place: HashMap<&str, K> = HashMap::new();
     for c in &loaded.claims {
         let month = month_of(c.service_date);
-        let e = slot(&mut out, &c.hospital_code, &month);
+        let Some(k) = key(&c.hospital_code, month.clone(), Some(&c.insured_id)) else {
+            continue;
+        };
+        let e = slot(&mut out, k.clone(), &c.hospital_code, &month);
         e.claimed_lines += 1;
         e.claimed_fen = e.claimed_fen.saturating_add(c.amount_fen);
-        claimed_patients.insert((&c.hospital_code, month.clone(), &c.insured_id));
-        claim_place.insert(&c.claim_id, (&c.hospital_code, month));
+        claimed_patients.insert((k.clone(), &c.insured_id));
+        claim_place.insert(&c.claim_id, k);
     }
-    for (h, m, _) in attested_patients {
-        slot(&mut out, h, &m).attested_patients += 1;
+    for (k, _) in attested_patients {
+        if let Some(e) = out.get_mut(&k) {
+            e.attested_patients += 1;
+        }
     }
-    for (h, m, _) in claimed_patients {
-        slot(&mut out, h, &m).claimed_patients += 1;
+    for (k, _) in claimed_patients {
+        if let Some(e) = out.get_mut(&k) {
+            e.claimed_patients += 1;
+        }
     }
     for f in findings {
         if f.rule_id == "phantom_session" {
             for (i, id) in f.claim_ids.iter().enumerate() {
-                if let Some((h, m)) = claim_place.get(id.as_str()) {
-                    let e = slot(&mut out, h, m);
+                if let Some(e) = claim_place.get(id.as_str()).and_then(|k| out.get_mut(k)) {
                     e.phantom_claims += 1;
                     if i == 0 {
                         e.phantom_fen = e.phantom_fen.saturating_add(f.amount_fen);
@@ -438,7 +506,11 @@ pub fn hospital_months(loaded: &Loaded, findings: &[Finding]) -> Vec<HospitalMon
         let (Some(h), Some(d)) = (&f.hospital_code, f.date) else {
             continue;
         };
-        let e = slot(&mut out, h, &month_of(d));
+        let month = month_of(d);
+        let Some(k) = key(h, month.clone(), f.insured_id.as_deref()) else {
+            continue;
+        };
+        let e = slot(&mut out, k, h, &month);
         match f.severity.code() {
             "red" => e.red += 1,
             "yellow" => e.yellow += 1,
@@ -446,7 +518,7 @@ pub fn hospital_months(loaded: &Loaded, findings: &[Finding]) -> Vec<HospitalMon
         }
         e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
     }
-    out.into_values().collect()
+    out
 }
 
 /// Reads a candidate value as TOML (`0.3`, `10`, `{ HD = 200 }`, `["HD"]`),

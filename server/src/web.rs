@@ -27,13 +27,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use wuding_protocol::{Envelope, Record, RecordId, RecordType, TerminalKey};
+use wuding_protocol::{
+    ClaimLine, Envelope, Record, RecordId, RecordType, SessionRecord, TerminalKey, TreatmentPlan,
+};
+use wuding_rules::fivefixed::{self, ServiceFacts};
 
 use crate::casework::{self, Action, Role};
 use crate::http::{AppError, AppState, ServerOptions, blocking};
 use crate::store::{
-    AuditEntry, FindingEvent, FindingQuery, FindingRow, HospitalMonth, RulesetVersion, Store,
-    UserRow, WebSession,
+    AuditEntry, FindingEvent, FindingQuery, FindingRow, HospitalMonth, PatientMonth, PatientQuery,
+    RecordRow, RulesetVersion, Store, UserRow, WebSession,
 };
 
 const COOKIE: &str = "wuding_session";
@@ -93,6 +96,21 @@ pub const ROUTE_ROLES: &[(&str, &str, &str)] = &[
         "/api/v1/app/findings/{id}/evidence",
         "auditor,senior_auditor,hospital",
     ),
+    (
+        "GET",
+        "/api/v1/app/patients",
+        "auditor,senior_auditor,hospital",
+    ),
+    (
+        "GET",
+        "/api/v1/app/patients/{ref}",
+        "auditor,senior_auditor,hospital",
+    ),
+    (
+        "GET",
+        "/api/v1/app/records/{id}",
+        "auditor,senior_auditor,hospital",
+    ),
     ("GET", "/api/v1/app/export", "auditor,senior_auditor"),
     ("GET", "/api/v1/app/rules", "auditor,senior_auditor,admin"),
     ("POST", "/api/v1/app/rules/whatif", "auditor,senior_auditor"),
@@ -125,6 +143,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/app/findings/{id}/reveal", post(reveal))
         .route("/api/v1/app/findings/{id}/attachments/{n}", get(attachment))
         .route("/api/v1/app/findings/{id}/evidence", get(evidence))
+        .route("/api/v1/app/patients", get(patients))
+        .route("/api/v1/app/patients/{ref}", get(patient))
+        .route("/api/v1/app/records/{id}", get(record_page))
         .route("/api/v1/app/export", get(export))
         .route("/api/v1/app/rules", get(rules).post(save_rules))
         .route("/api/v1/app/rules/whatif", post(rules_whatif))
@@ -518,6 +539,8 @@ struct ListQuery {
     status: Option<String>,
     /// A hospital code or a region prefix (`H5101`, `H510104`).
     hospital: Option<String>,
+    /// A patient's opaque reference (the drill-down's patient level).
+    patient: Option<String>,
     sort: Option<String>,
     page: Option<u64>,
     per_page: Option<u64>,
@@ -578,6 +601,17 @@ fn finding_query(q: &ListQuery, c: &Caller) -> FindingQuery {
     fq
 }
 
+/// The checked filter of a findings list or export, a patient reference
+/// resolved.
+fn list_query(store: &dyn Store, q: &ListQuery, c: &Caller) -> Result<FindingQuery, AppError> {
+    check_filter(q)?;
+    let mut fq = finding_query(q, c);
+    if let Some(r) = non_empty(&q.patient) {
+        fq.insured_id = Some(patient_of(store, c, &r)?.0);
+    }
+    Ok(fq)
+}
+
 async fn findings(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -587,8 +621,7 @@ async fn findings(
     let store = s.store.clone();
     blocking(move || {
         let c = caller(&*store, &headers, now, CASE_ROLES, false)?;
-        check_filter(&q)?;
-        let fq = finding_query(&q, &c);
+        let fq = list_query(&*store, &q, &c)?;
         let page = store.finding_page(&fq)?;
         Ok(Json(json!({
             "total": page.total,
@@ -695,6 +728,7 @@ fn month_bounds(date: &str) -> (String, String) {
 
 async fn case(
     State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
@@ -709,30 +743,55 @@ async fn case(
             .iter()
             .map(|r| checked_record(&s, r, now))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut claims = Vec::new();
+        let claim_lines = store.claim_lines(&f.claim_ids)?;
+        let claims: Vec<Value> = claim_lines
+            .iter()
+            .map(|l| {
+                json!({
+                    "id": l.claim_id,
+                    "date": l.service_date.to_string(),
+                    "kind": l.service_kind.code(),
+                    "hospital_code": l.hospital_code,
+                    "department_code": l.department_code,
+                    "doctor_id": l.doctor_id,
+                    "service_code": l.service_code,
+                    "quantity": l.quantity,
+                    "drug_code": l.drug_code,
+                    "dose": l.dose.as_ref().map(|d| d.to_string()),
+                    "amount_fen": l.amount_fen,
+                })
+            })
+            .collect();
         let mut calendar = Vec::new();
         if let (Some(patient), Some(date)) = (&f.insured_id, &f.service_date) {
             let (from, to) = month_bounds(date);
             calendar = store.patient_calendar(patient, &from, &to)?;
-            for e in &calendar {
-                if e.source == "claimed" && f.claim_ids.contains(&e.id) {
-                    claims.push(e.clone());
-                }
-            }
         }
-        let plans: Vec<Value> = match &f.insured_id {
-            Some(p) => store
-                .roster_bodies("plan")?
-                .iter()
-                .filter_map(|b| serde_json::from_str::<Value>(b).ok())
-                .filter(|v| v.get("insured_id").and_then(|x| x.as_str()) == Some(p.as_str()))
-                .map(|mut v| {
-                    v["insured_id"] = json!(casework::mask_id(p));
-                    v
-                })
-                .collect(),
+        let plans = match &f.insured_id {
+            Some(p) => plans_of(store, p)?,
             None => Vec::new(),
         };
+        let mut sessions = Vec::new();
+        for r in &f.record_ids {
+            if let Some((_, session)) = session_of(store, r)? {
+                sessions.push((r.clone(), session));
+            }
+        }
+        let rules = active_rules(store, &options)?;
+        let plan_checks = if plans.is_empty() {
+            Vec::new()
+        } else {
+            plan_checks(&rules, &plans, &sessions, &claim_lines)
+        };
+        let patient_ref = match &f.insured_id {
+            Some(p) => {
+                let key = crate::reconcile::patient_ref_key(store)
+                    .map_err(|e| bad("patient_ref", e.to_string()))?;
+                Some(crate::reconcile::patient_ref(&key, p))
+            }
+            None => None,
+        };
+        let plans: Vec<Value> = plans.iter().map(masked_plan).collect();
         let events = store.finding_events(&f.id)?;
         let notified_at = events
             .iter()
@@ -769,6 +828,8 @@ async fn case(
                 v
             }).collect::<Vec<_>>(),
             "plans": plans,
+            "plan_checks": plan_checks,
+            "patient_ref": patient_ref,
             "events": events,
             "appeal_deadline_ms": notified_at.map(|t| casework::appeal_deadline_ms(t, days)),
             "actions": actions,
@@ -989,8 +1050,7 @@ async fn export(
     let store = s.store.clone();
     blocking(move || {
         let c = caller(&*store, &headers, now, FUND, false)?;
-        check_filter(&q)?;
-        let mut fq = finding_query(&q, &c);
+        let mut fq = list_query(&*store, &q, &c)?;
         fq.offset = 0;
         fq.limit = 1_000_000;
         let rows = store.finding_page(&fq)?.rows;
@@ -1054,6 +1114,309 @@ async fn export(
                 format!("format `{other}`: use csv or xlsx"),
             )),
         }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- patients and records
+
+/// The plans of one patient, identifiers masked for display.
+fn plans_of(store: &dyn Store, insured_id: &str) -> Result<Vec<TreatmentPlan>, AppError> {
+    Ok(store
+        .roster_bodies("plan")?
+        .iter()
+        .filter_map(|b| serde_json::from_str::<TreatmentPlan>(b).ok())
+        .filter(|p| p.insured_id == insured_id)
+        .collect())
+}
+
+fn masked_plan(p: &TreatmentPlan) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    v["insured_id"] = json!(casework::mask_id(&p.insured_id));
+    v
+}
+
+/// The 五定 plan against what happened, item by item, with the engine's
+/// own judgement (`fivefixed::plan_lines`); `plan_id` null when no plan
+/// was in force on the date.
+fn plan_check(
+    rules: &wuding_rules::Ruleset,
+    plans: &[TreatmentPlan],
+    source: &str,
+    id: &str,
+    facts: &ServiceFacts<'_>,
+) -> Value {
+    let plans: Vec<&TreatmentPlan> = plans.iter().collect();
+    let (plan_id, lines) = match fivefixed::plan_lines(rules, &plans, facts) {
+        Some((p, lines)) => (Some(p.plan_id.clone()), lines),
+        None => (None, Vec::new()),
+    };
+    json!({
+        "source": source,
+        "id": id,
+        "date": facts.date.to_string(),
+        "plan_id": plan_id,
+        "lines": lines.iter().map(|l| json!({
+            "item": l.item,
+            "rule": l.rule.code(),
+            "planned": l.planned,
+            "actual": l.actual,
+            "ok": l.breach.is_none(),
+            "breach_zh": l.breach.as_ref().map(|b| b.zh.clone()),
+            "breach_en": l.breach.as_ref().map(|b| b.en.clone()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Plan checks of a session record (as stored) and of claim lines.
+fn plan_checks(
+    rules: &wuding_rules::Ruleset,
+    plans: &[TreatmentPlan],
+    sessions: &[(String, SessionRecord)],
+    claims: &[ClaimLine],
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (id, r) in sessions {
+        let Some(date) = wuding_rules::local_date(r.check_in.at_ms, r.utc_offset_min) else {
+            continue;
+        };
+        let facts = ServiceFacts {
+            hospital_code: &r.hospital_code,
+            department_code: &r.department_code,
+            doctor_id: &r.doctor_id,
+            kind: r.treatment.kind,
+            drug_code: r.treatment.drug_code.as_deref(),
+            dose: r.treatment.dose.as_ref(),
+            date,
+        };
+        out.push(plan_check(rules, plans, "attested", id, &facts));
+    }
+    for c in claims {
+        let facts = ServiceFacts {
+            hospital_code: &c.hospital_code,
+            department_code: &c.department_code,
+            doctor_id: &c.doctor_id,
+            kind: c.service_kind,
+            drug_code: c.drug_code.as_deref(),
+            dose: c.dose.as_ref(),
+            date: c.service_date,
+        };
+        out.push(plan_check(rules, plans, "claimed", &c.claim_id, &facts));
+    }
+    out
+}
+
+/// The session record with this id, decoded (None for enrolments and
+/// unknown ids).
+fn session_of(
+    store: &dyn Store,
+    id_hex: &str,
+) -> Result<Option<(RecordRow, SessionRecord)>, AppError> {
+    let Some(id) = hex::decode(id_hex)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    else {
+        return Ok(None);
+    };
+    let Some((row, _)) = store.record(&RecordId(id))? else {
+        return Ok(None);
+    };
+    Ok(match Record::decode(&row.payload) {
+        Ok(Record::Session(r)) => Some((row, r)),
+        _ => None,
+    })
+}
+
+/// A patient the caller may see, by reference: the insured id and the
+/// months (a hospital user: only at its institution). 404 otherwise.
+fn patient_of(
+    store: &dyn Store,
+    c: &Caller,
+    patient_ref: &str,
+) -> Result<(String, Vec<PatientMonth>), AppError> {
+    let not_found = || AppError::new(StatusCode::NOT_FOUND, "not_found", "no such patient");
+    let mut months = store.patient_months_of(patient_ref)?;
+    if c.role == Role::Hospital {
+        months.retain(|m| Some(&m.figures.hospital_code) == c.user.hospital_code.as_ref());
+    }
+    let id = months.first().ok_or_else(not_found)?.insured_id.clone();
+    Ok((id, months))
+}
+
+fn patient_json(p: &PatientMonth) -> Value {
+    let mut v = figures(&p.figures);
+    v["patient_ref"] = json!(p.patient_ref);
+    v["insured_id"] = json!(casework::mask_id(&p.insured_id));
+    v["hospital_code"] = json!(p.figures.hospital_code);
+    v["month"] = json!(p.figures.month);
+    v
+}
+
+fn check_month(m: &str) -> Result<(), AppError> {
+    if m.len() == 7 && crate::reconcile::parse_date(&format!("{m}-01")).is_ok() {
+        Ok(())
+    } else {
+        Err(bad("bad_month", format!("`{m}` is not a month (YYYY-MM)")))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PatientsQuery {
+    /// A region prefix or hospital code.
+    region: Option<String>,
+    /// `YYYY-MM`.
+    from: Option<String>,
+    to: Option<String>,
+    /// attested, claimed, phantom or amount (default).
+    sort: Option<String>,
+    page: Option<u64>,
+}
+
+/// The drill-down's patient level: the patients of a region or hospital
+/// with their sessions, claims and findings, largest first.
+async fn patients(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PatientsQuery>,
+) -> Result<Json<Value>, AppError> {
+    let now = (s.clock)();
+    let store = s.store.clone();
+    blocking(move || {
+        let c = caller(&*store, &headers, now, CASE_ROLES, false)?;
+        for m in [&q.from, &q.to].into_iter().flatten() {
+            check_month(m)?;
+        }
+        let sort = q.sort.clone().unwrap_or_else(|| "amount".into());
+        if !["amount", "attested", "claimed", "phantom"].contains(&sort.as_str()) {
+            return Err(bad(
+                "bad_sort",
+                "sort is amount, attested, claimed or phantom",
+            ));
+        }
+        let mut prefix = non_empty(&q.region).unwrap_or_default();
+        if c.role == Role::Hospital {
+            prefix = c.user.hospital_code.clone().unwrap_or_default();
+        }
+        let per_page = 50;
+        let pq = PatientQuery {
+            hospital_prefix: prefix.clone(),
+            from_month: q.from.clone().unwrap_or_else(|| "0000-01".into()),
+            to_month: q.to.clone().unwrap_or_else(|| "9999-12".into()),
+            sort: sort.clone(),
+            offset: q.page.unwrap_or(0).saturating_mul(per_page),
+            limit: per_page,
+        };
+        let (rows, total) = store.patient_page(&pq)?;
+        audit(&*store, &c, "view_patients", &prefix, "", now);
+        Ok(Json(json!({
+            "region": prefix,
+            "sort": sort,
+            "total": total,
+            "page": pq.offset / per_page,
+            "per_page": per_page,
+            "rows": rows.iter().map(patient_json).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PatientQueryParams {
+    /// `YYYY-MM`; default: the patient's latest month.
+    month: Option<String>,
+}
+
+/// One patient: months, the chosen month's calendar of attested sessions
+/// and claim lines (each session links to its record), findings, plans.
+async fn patient(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(patient_ref): Path<String>,
+    Query(q): Query<PatientQueryParams>,
+) -> Result<Json<Value>, AppError> {
+    let now = (s.clock)();
+    let store = s.store.clone();
+    blocking(move || {
+        let c = caller(&*store, &headers, now, CASE_ROLES, false)?;
+        let (insured_id, months) = patient_of(&*store, &c, &patient_ref)?;
+        if let Some(m) = &q.month {
+            check_month(m)?;
+        }
+        let month = q
+            .month
+            .clone()
+            .or_else(|| months.last().map(|m| m.figures.month.clone()))
+            .unwrap_or_default();
+        audit(&*store, &c, "view_patient", &patient_ref, "", now);
+        let mut calendar =
+            store.patient_calendar(&insured_id, &format!("{month}-01"), &format!("{month}-31"))?;
+        let own = c.user.hospital_code.clone();
+        if c.role == Role::Hospital {
+            calendar.retain(|e| Some(&e.hospital_code) == own.as_ref());
+        }
+        let mut fq = FindingQuery {
+            insured_id: Some(insured_id.clone()),
+            sort: "date".into(),
+            limit: 200,
+            ..FindingQuery::default()
+        };
+        if c.role == Role::Hospital {
+            fq.hospital_prefix = own.clone();
+            fq.visible_statuses = casework::HOSPITAL_VISIBLE
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        }
+        let findings = store.finding_page(&fq)?;
+        let plans = plans_of(&*store, &insured_id)?;
+        Ok(Json(json!({
+            "patient_ref": patient_ref,
+            "insured_id": casework::mask_id(&insured_id),
+            "month": month,
+            "months": months.iter().map(patient_json).collect::<Vec<_>>(),
+            "calendar": calendar,
+            "findings": findings.rows.iter().map(masked).collect::<Vec<_>>(),
+            "findings_total": findings.total,
+            "plans": plans.iter().map(masked_plan).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+/// One record with its checks (signature, chain, log inclusion), the
+/// patient it names (by reference) and its 五定 plan check.
+async fn record_page(
+    State(s): State<AppState>,
+    Extension(options): Extension<ServerOptions>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let now = (s.clock)();
+    blocking(move || {
+        let store = &*s.store;
+        let c = caller(store, &headers, now, CASE_ROLES, false)?;
+        let not_found = || AppError::new(StatusCode::NOT_FOUND, "not_found", "no such record");
+        let Some((row, session)) = session_of(store, &id)? else {
+            return Err(not_found());
+        };
+        if c.role == Role::Hospital && Some(&row.hospital_code) != c.user.hospital_code.as_ref() {
+            return Err(not_found());
+        }
+        audit(store, &c, "view_record", &id, "", now);
+        let checked = checked_record(&s, &id, now)?;
+        let rules = active_rules(store, &options)?;
+        let plans = plans_of(store, &row.insured_id)?;
+        let key = crate::reconcile::patient_ref_key(store)
+            .map_err(|e| bad("patient_ref", e.to_string()))?;
+        Ok(Json(json!({
+            "record": checked,
+            "service_date": row.service_date,
+            "hospital_code": row.hospital_code,
+            "patient_ref": crate::reconcile::patient_ref(&key, &row.insured_id),
+            "plan_checks": plan_checks(&rules, &plans, &[(id.clone(), session)], &[]),
+        })))
     })
     .await
 }
@@ -1377,15 +1740,18 @@ async fn terminals(State(s): State<AppState>, headers: HeaderMap) -> Result<Json
             false,
         )?;
         let alarms = store.alarms()?;
+        let backlog: std::collections::HashMap<String, crate::store::TerminalBacklog> = store
+            .terminal_backlog()?
+            .into_iter()
+            .map(|b| (b.terminal_id.clone(), b))
+            .collect();
         let rows: Vec<Value> = store
             .terminals()?
             .into_iter()
             .map(|t| {
-                let head = store
-                    .records_of(&t.terminal_id)
-                    .ok()
-                    .and_then(|r| r.iter().map(|x| x.seq).max())
-                    .unwrap_or(0);
+                let (head, held) = backlog
+                    .get(&t.terminal_id)
+                    .map_or((0, 0), |b| (b.chain_head, b.held_records));
                 let skew = alarms
                     .iter()
                     .filter(|a| a.terminal_id == t.terminal_id && a.kind == "clock_skew")
@@ -1406,6 +1772,7 @@ async fn terminals(State(s): State<AppState>, headers: HeaderMap) -> Result<Json
                     "revoked_at_ms": t.revoked_at_ms,
                     "last_contact_ms": t.last_contact_ms,
                     "chain_head": head,
+                    "held_records": held,
                     "max_clock_skew_ms": skew,
                     "alarms": open_alarms,
                 })

@@ -180,10 +180,18 @@ both_backends!(
         );
         assert!(alarm_kinds(store).contains(&"gap".to_string()));
         assert_eq!(store.held_count().unwrap(), 2);
+        // The terminals page: this terminal's chain ends at 2, two records wait.
+        let backlog = store.terminal_backlog().unwrap();
+        let mine: Vec<_> = backlog.iter().filter(|b| b.held_records > 0).collect();
+        assert_eq!(mine.len(), 1, "{backlog:?}");
+        assert_eq!((mine[0].chain_head, mine[0].held_records), (2, 2));
         // The deleted record turns up: everything enters the log, in order.
         let out = run(store, &log, &[records[2].clone()]);
         assert_eq!(reasons(&out), vec!["accepted"]);
         assert_eq!(store.held_count().unwrap(), 0);
+        let backlog = store.terminal_backlog().unwrap();
+        assert!(backlog.iter().all(|b| b.held_records == 0), "{backlog:?}");
+        assert!(backlog.iter().any(|b| b.chain_head == 5), "{backlog:?}");
         let ids: Vec<RecordId> = store.log_leaves(0).unwrap();
         assert_eq!(
             ids,

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{App, Browser};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -22,86 +24,6 @@ const DAY: i64 = 86_400_000;
 const PASSWORD: &str = "correct horse battery";
 const OWN: &str = "H51010400003";
 const OTHER: &str = "H51020500007";
-
-struct App {
-    base: String,
-    clock: Arc<AtomicI64>,
-    store: Arc<dyn Store>,
-    http: reqwest::Client,
-}
-
-/// A logged-in browser: its cookie and CSRF token.
-#[derive(Clone)]
-struct Browser {
-    cookie: String,
-    csrf: String,
-}
-
-impl App {
-    async fn login(&self, username: &str, password: &str) -> (StatusCode, Option<Browser>, Value) {
-        let res = self
-            .http
-            .post(format!("{}/api/v1/app/login", self.base))
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let cookie = res
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        let browser = cookie.map(|c| {
-            assert!(
-                c.contains("HttpOnly") && c.contains("SameSite=Strict"),
-                "{c}"
-            );
-            Browser {
-                cookie: c.split(';').next().unwrap().to_owned(),
-                csrf: body["csrf_token"].as_str().unwrap_or("").to_owned(),
-            }
-        });
-        (status, browser, body)
-    }
-
-    async fn call(
-        &self,
-        who: Option<&Browser>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Vec<u8>) {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path));
-        if let Some(b) = who {
-            req = req.header("cookie", &b.cookie);
-            if method != Method::GET {
-                req = req.header("x-csrf-token", &b.csrf);
-            }
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.unwrap();
-        (res.status(), res.bytes().await.unwrap().to_vec())
-    }
-
-    async fn json(
-        &self,
-        who: &Browser,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (status, bytes) = self.call(Some(who), method, path, body).await;
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-}
 
 fn finding(id: &str, hospital: &str, rule: &str, severity: &str, amount: u64) -> FindingRow {
     FindingRow {
@@ -202,7 +124,10 @@ async fn route_matrix(app: &App) {
         if *route == "/api/v1/app/login" || *route == "/api/v1/app/logout" {
             continue; // logging in and out is tested on its own
         }
-        let path = route.replace("{id}", "f-own-1").replace("{n}", "0");
+        let path = route
+            .replace("{id}", "f-own-1")
+            .replace("{n}", "0")
+            .replace("{ref}", "0123456789abcdef");
         for (role, browser) in &browsers {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             let body = (method == Method::POST).then(|| json!({}));

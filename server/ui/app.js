@@ -31,6 +31,12 @@ const T = {
     statuses: { open: "机审待初审", dismissed: "初审排除", notified: "已通知医院", appealed: "申诉中",
       panel: "专家合议中", upheld: "维持", withdrawn: "已撤销", deducted: "已扣款" },
     roles: { auditor: "稽核员", senior_auditor: "高级稽核（专家组）", hospital: "医院用户", admin: "管理员" },
+    patients: "参保人", patient_page: "参保人档案", record: "终端签名记录", months: "各月情况", month: "月份",
+    plan_check: "五定方案与实际对照", planned: "方案规定", actual: "实际", ok: "一致", source: "来源",
+    held_here: "待补链", findings_of_patient: "该参保人的疑点", sort_attested: "按证实次数",
+    sort_claimed: "按申报次数", sort_phantom: "按虚构次数", no_plan: "当日无有效五定方案",
+    items_: { hospital: "定医院", department: "定科室", doctor: "定医生", treatment: "治疗方式", drug: "定药品", dose: "定剂量" },
+    open_patient: "查看参保人", all_findings: "全部疑点",
   },
   en: {
     dashboard: "Dashboard", findings: "Findings", rules: "Rules", terminals: "Terminals", audit: "Audit trail", users: "Users",
@@ -60,6 +66,12 @@ const T = {
     statuses: { open: "machine finding", dismissed: "dismissed", notified: "hospital notified", appealed: "appealed",
       panel: "expert panel", upheld: "upheld", withdrawn: "withdrawn", deducted: "deducted" },
     roles: { auditor: "Auditor", senior_auditor: "Senior auditor (panel)", hospital: "Hospital user", admin: "Administrator" },
+    patients: "Patients", patient_page: "Patient", record: "Signed record", months: "Months", month: "Month",
+    plan_check: "五定 plan against what happened", planned: "Plan", actual: "Actual", ok: "as planned", source: "Source",
+    held_here: "Waiting", findings_of_patient: "Findings about this patient", sort_attested: "by attested",
+    sort_claimed: "by claimed", sort_phantom: "by phantom", no_plan: "no 五定 plan in force that day",
+    items_: { hospital: "hospital", department: "department", doctor: "doctor", treatment: "treatment", drug: "drug", dose: "dose" },
+    open_patient: "Open patient", all_findings: "all findings",
   },
 };
 
@@ -127,7 +139,7 @@ function navItems() {
 function chrome() {
   const { parts } = route();
   $("#nav").innerHTML = navItems().map(([k, href]) =>
-    `<a href="${href}" class="${parts[0] === k || (k === "findings" && parts[0] === "case") ? "on" : ""}" data-nav="${k}">${esc(t(k))}</a>`).join("");
+    `<a href="${href}" class="${parts[0] === k || (k === "findings" && parts[0] === "case") || (k === "dashboard" && ["patients", "patient", "record"].includes(parts[0])) ? "on" : ""}" data-nav="${k}">${esc(t(k))}</a>`).join("");
   $("#who").textContent = me ? `${me.user.display_name || me.user.username} · ${T[lang].roles[me.user.role] || me.user.role}${me.user.hospital_code ? " · " + me.user.hospital_code : ""}` : "";
   $("#lang").textContent = lang === "zh" ? "English" : "中文";
   $("#logout").hidden = !me;
@@ -149,6 +161,9 @@ async function render() {
       case "dashboard": return await dashboardPage(query);
       case "findings": return await findingsPage(query);
       case "case": return await casePage(parts[1]);
+      case "patients": return await patientsPage(query);
+      case "patient": return await patientPage(parts[1], query);
+      case "record": return await recordPage(parts[1]);
       case "rules": return await rulesPage();
       case "terminals": return await terminalsPage();
       case "users": return await usersPage();
@@ -186,10 +201,13 @@ function barChart(rows, keys, colors, labelKey, opts = {}) {
   const bw = rows.length ? Math.min(160, (w - pad * 2) / rows.length) : 0;
   let svg = `<svg class="chart" viewBox="0 0 ${w} ${h}" width="100%" role="img">`;
   rows.forEach((r, i) => {
+    // A bar opens what it counts (opts.href(row)).
+    if (opts.href) svg += `<a href="${esc(opts.href(r))}" class="bar-link">`;
     keys.forEach((k, j) => {
       const v = r[k] || 0, bh = (v / max) * (h - pad * 2), x = pad + i * bw + j * (bw / keys.length) + 2;
       svg += `<rect x="${x.toFixed(1)}" y="${(h - pad - bh).toFixed(1)}" width="${Math.max(1, bw / keys.length - 4).toFixed(1)}" height="${bh.toFixed(1)}" fill="${colors[j]}"><title>${esc(r[labelKey])} ${esc(k)}: ${esc(v)}</title></rect>`;
     });
+    if (opts.href) svg += "</a>";
     svg += `<text x="${(pad + i * bw + bw / 2).toFixed(1)}" y="${h - pad + 14}" text-anchor="middle">${esc(String(r[labelKey]).slice(-7))}</text>`;
   });
   if (opts.line) {
@@ -205,38 +223,129 @@ function barChart(rows, keys, colors, labelKey, opts = {}) {
 async function dashboardPage(q) {
   const d = await api("GET", "/api/v1/app/dashboard?" + params({ region: q.region, from: q.from, to: q.to }));
   const s = d.total;
-  const tile = (k, v, id, href) => {
-    const body = `<div class="v">${esc(v)}</div><div class="k">${esc(t(k))}</div>`;
-    return href ? `<a class="tile" id="${id}" href="${esc(href)}">${body}</a>` : `<div class="tile" id="${id}">${body}</div>`;
-  };
-  const inRegion = (extra) => "#/findings?" + params({ hospital: d.region, ...extra });
+  const period = { from: q.from, to: q.to };
+  const tile = (k, v, id, href) =>
+    `<a class="tile" id="${id}" href="${esc(href)}"><div class="v">${esc(v)}</div><div class="k">${esc(t(k))}</div></a>`;
+  // Every number opens what it counts: findings (filtered to the region)
+  // or the region's patients, each of whom opens to records and cases.
+  const findingsOf = (code, extra) => "#/findings?" + params({ hospital: code, ...extra });
+  const patientsOf = (code, sort) => "#/patients?" + params({ region: code, sort, ...period });
   const crumbs = [["", lang === "zh" ? "全部" : "all"]];
   const r = d.region || "";
   for (const n of [3, 5, 7, 12]) if (r.length >= n) crumbs.push([r.slice(0, n), r.slice(0, n)]);
-  const childLink = (code) => code.length >= 12
-    ? `<a href="#/findings?hospital=${esc(code)}">${esc(code)}</a>`
-    : `<a href="#/dashboard?region=${esc(code)}">${esc(code)}</a>`;
+  const isHospital = (code) => code.length >= 12;
+  const childLink = (code) => isHospital(code)
+    ? `<a href="${esc(patientsOf(code))}" class="drill-hospital">${esc(code)}</a> <a class="muted" href="${esc(findingsOf(code))}">(${esc(t("findings"))})</a>`
+    : `<a href="#/dashboard?${esc(params({ region: code, ...period }))}">${esc(code)}</a>`;
+  const num = (href, v) => `<a href="${esc(href)}">${esc(v)}</a>`;
+  const perPatient = (x) => x.sessions_per_patient_month == null ? "–" : x.sessions_per_patient_month.toFixed(2);
   main().innerHTML = `<h1>${esc(t("dashboard"))}</h1>
     <p>${crumbs.map(([c, l]) => `<a href="#/dashboard?region=${esc(c)}">${esc(l)}</a>`).join(" › ")}</p>
     <div class="tiles">
-      ${tile("attested", s.attested_sessions.toLocaleString(), "tile-attested")}
-      ${tile("claimed", s.claimed_lines.toLocaleString(), "tile-claimed")}
-      ${tile("match_rate", pct(s.match_rate), "tile-match")}
-      ${tile("phantom", s.phantom_claims.toLocaleString(), "tile-phantom", inRegion({ rule: "phantom_session" }))}
-      ${tile("phantom_fen", yuan(s.phantom_fen), "tile-phantom-fen", inRegion({ rule: "phantom_session", sort: "amount" }))}
-      ${tile("fallback_rate", pct(s.fallback_rate), "tile-fallback", inRegion({ rule: "supervised_fallback" }))}
-      ${tile("per_patient", s.sessions_per_patient_month == null ? "–" : s.sessions_per_patient_month.toFixed(2), "tile-per-patient")}
-      ${tile("findings_fen", yuan(s.findings_fen), "tile-findings-fen", inRegion({ sort: "amount" }))}
+      ${tile("attested", s.attested_sessions.toLocaleString(), "tile-attested", patientsOf(r, "attested"))}
+      ${tile("claimed", s.claimed_lines.toLocaleString(), "tile-claimed", patientsOf(r, "claimed"))}
+      ${tile("match_rate", pct(s.match_rate), "tile-match", findingsOf(r, { rule: "phantom_session" }))}
+      ${tile("phantom", s.phantom_claims.toLocaleString(), "tile-phantom", findingsOf(r, { rule: "phantom_session" }))}
+      ${tile("phantom_fen", yuan(s.phantom_fen), "tile-phantom-fen", findingsOf(r, { rule: "phantom_session", sort: "amount" }))}
+      ${tile("fallback_rate", pct(s.fallback_rate), "tile-fallback", findingsOf(r, { rule: "supervised_fallback" }))}
+      ${tile("per_patient", perPatient(s), "tile-per-patient", patientsOf(r, "claimed"))}
+      ${tile("findings_fen", yuan(s.findings_fen), "tile-findings-fen", findingsOf(r, { sort: "amount" }))}
     </div>
     <div class="card"><h2>${esc(t("trend"))}</h2>
-      ${barChart(d.months, ["attested_sessions", "claimed_lines", "phantom_claims"], ["#2e7d32", "#1f5f99", "#c62828"], "month")}
+      ${barChart(d.months, ["attested_sessions", "claimed_lines", "phantom_claims"], ["#2e7d32", "#1f5f99", "#c62828"], "month", { href: (m) => "#/dashboard?" + params({ region: r, from: m.month, to: m.month }) })}
       <p class="muted">■ <span class="ok">${esc(t("attested"))}</span> ■ ${esc(t("claimed"))} ■ <span class="bad">${esc(t("phantom"))}</span></p></div>
     <div class="card"><h2>${esc(t("region"))}</h2>
       <table id="children"><tr><th>${esc(t("region"))}</th><th class="num">${esc(t("attested"))}</th><th class="num">${esc(t("claimed"))}</th><th class="num">${esc(t("match_rate"))}</th><th class="num">${esc(t("phantom"))}</th><th class="num">${esc(t("phantom_fen"))}</th><th class="num">${esc(t("fallback_rate"))}</th><th class="num">${esc(t("per_patient"))}</th><th class="num">${esc(t("red"))}/${esc(t("yellow"))}/${esc(t("green"))}</th></tr>
-      ${d.children.map((c) => `<tr><td>${childLink(c.code)}</td><td class="num">${c.attested_sessions}</td><td class="num">${c.claimed_lines}</td><td class="num">${pct(c.match_rate)}</td><td class="num"><a href="#/findings?rule=phantom_session&hospital=${esc(c.code)}">${c.phantom_claims}</a></td><td class="num">${yuan(c.phantom_fen)}</td><td class="num">${pct(c.fallback_rate)}</td><td class="num">${c.sessions_per_patient_month == null ? "–" : c.sessions_per_patient_month.toFixed(2)}</td><td class="num"><a href="#/findings?severity=red&hospital=${esc(c.code)}">${c.red}</a> / <a href="#/findings?severity=yellow&hospital=${esc(c.code)}">${c.yellow}</a> / ${c.green}</td></tr>`).join("")}
+      ${d.children.map((c) => `<tr data-code="${esc(c.code)}"><td>${childLink(c.code)}</td>
+        <td class="num">${num(patientsOf(c.code, "attested"), c.attested_sessions)}</td>
+        <td class="num">${num(patientsOf(c.code, "claimed"), c.claimed_lines)}</td>
+        <td class="num">${num(findingsOf(c.code, { rule: "phantom_session" }), pct(c.match_rate))}</td>
+        <td class="num">${num(findingsOf(c.code, { rule: "phantom_session" }), c.phantom_claims)}</td>
+        <td class="num">${num(findingsOf(c.code, { rule: "phantom_session", sort: "amount" }), yuan(c.phantom_fen))}</td>
+        <td class="num">${num(findingsOf(c.code, { rule: "supervised_fallback" }), pct(c.fallback_rate))}</td>
+        <td class="num">${num(patientsOf(c.code, "claimed"), perPatient(c))}</td>
+        <td class="num">${num(findingsOf(c.code, { severity: "red" }), c.red)} / ${num(findingsOf(c.code, { severity: "yellow" }), c.yellow)} / ${num(findingsOf(c.code, { severity: "green" }), c.green)}</td></tr>`).join("")}
       </table></div>
     <div class="card"><h2>${esc(t("peers"))}</h2>
-      ${barChart(d.hospitals.map((h) => ({ ...h, spp: h.sessions_per_patient_month || 0 })), ["spp"], ["#1f5f99"], "hospital_code", { line: d.peer_median_sessions_per_patient_month })}</div>`;
+      ${barChart(d.hospitals.map((h) => ({ ...h, spp: h.sessions_per_patient_month || 0 })), ["spp"], ["#1f5f99"], "hospital_code", { line: d.peer_median_sessions_per_patient_month, href: (h) => patientsOf(h.hospital_code, "claimed") })}</div>`;
+}
+
+// ---------------------------------------------------------------- patients and records
+
+async function patientsPage(q) {
+  const page = Number(q.page || 0);
+  const d = await api("GET", "/api/v1/app/patients?" + params({ region: q.region, from: q.from, to: q.to, sort: q.sort, page }));
+  const opt = (v, label) => `<option value="${esc(v)}" ${v === (q.sort || "amount") ? "selected" : ""}>${esc(label)}</option>`;
+  const link = (extra) => "#/patients?" + params({ ...q, ...extra });
+  main().innerHTML = `<h1>${esc(t("patients"))} · <span id="patients-region">${esc(d.region || (lang === "zh" ? "全部" : "all"))}</span></h1>
+    <p><a href="#/dashboard?${esc(params({ region: d.region.length >= 12 ? d.region.slice(0, 7) : d.region }))}">${esc(t("dashboard"))}</a> ·
+      <a href="#/findings?${esc(params({ hospital: d.region }))}">${esc(t("findings"))}</a> ·
+      <select id="p-sort">${opt("amount", t("sort_amount"))}${opt("attested", t("sort_attested"))}${opt("claimed", t("sort_claimed"))}${opt("phantom", t("sort_phantom"))}</select></p>
+    <p>${esc(t("total"))} <b id="patients-total">${d.total.toLocaleString()}</b> ${esc(t("items"))}</p>
+    <table id="patients-table"><tr><th>${esc(t("patient"))}</th><th>${esc(t("hospital"))}</th><th class="num">${esc(t("attested"))}</th><th class="num">${esc(t("claimed"))}</th><th class="num">${esc(t("phantom"))}</th><th class="num">${esc(t("fallback_rate"))}</th><th class="num">${esc(t("red"))}/${esc(t("yellow"))}/${esc(t("green"))}</th><th class="num">${esc(t("findings_fen"))}</th></tr>
+      ${d.rows.map((p) => `<tr class="click" data-ref="${esc(p.patient_ref)}"><td class="masked"><a href="#/patient/${esc(p.patient_ref)}">${esc(p.insured_id)}</a></td><td>${esc(p.hospital_code)}</td>
+        <td class="num">${p.attested_sessions}</td><td class="num">${p.claimed_lines}</td><td class="num">${p.phantom_claims}</td><td class="num">${pct(p.fallback_rate)}</td>
+        <td class="num">${p.red} / ${p.yellow} / ${p.green}</td><td class="num">${yuan(p.findings_fen)}</td></tr>`).join("")}
+    </table>
+    <div class="pager"><a id="prev" ${page <= 0 ? "hidden" : ""} href="${esc(link({ page: page - 1 }))}">${esc(t("prev"))}</a>
+      <span>${esc(t("page"))} ${page + 1} / ${Math.max(1, Math.ceil(d.total / d.per_page))}</span>
+      <a id="next" ${(page + 1) * d.per_page >= d.total ? "hidden" : ""} href="${esc(link({ page: page + 1 }))}">${esc(t("next"))}</a></div>`;
+  $("#p-sort").addEventListener("change", (ev) => { location.hash = link({ sort: ev.target.value, page: 0 }); });
+  document.querySelectorAll("#patients-table tr.click").forEach((tr) => tr.addEventListener("click", () => { location.hash = "#/patient/" + tr.dataset.ref; }));
+}
+
+function planCheckTable(checks) {
+  if (!checks || !checks.length) return `<p class="muted">–</p>`;
+  return checks.map((c) => `<h3>${c.source === "attested" ? "✔ " + esc(t("record")) : "¥ " + esc(t("claim_lines"))} <code>${esc(c.id.length > 20 ? c.id.slice(0, 16) + "…" : c.id)}</code> · ${esc(c.date)}${c.plan_id ? " · " + esc(c.plan_id) : ""}</h3>
+    ${c.plan_id ? `<table class="plan-check"><tr><th></th><th>${esc(t("planned"))}</th><th>${esc(t("actual"))}</th><th></th></tr>
+      ${c.lines.map((l) => `<tr class="${l.ok ? "" : "breach"}" data-item="${esc(l.item)}"><td>${esc(T[lang].items_[l.item] || l.item)}</td><td>${esc(l.planned)}</td><td>${esc(l.actual)}</td>
+        <td class="${l.ok ? "ok" : "bad"}">${l.ok ? "✔ " + esc(t("ok")) : "✘ " + esc(lang === "zh" ? l.breach_zh : l.breach_en)}</td></tr>`).join("")}</table>`
+      : `<p class="bad">${esc(t("no_plan"))}</p>`}`).join("");
+}
+
+function recordRow(r) {
+  if (!r.found) return `<tr><td colspan="6">${esc(r.record_id.slice(0, 16))}… <span class="bad">${esc(t("not_found"))}</span></td></tr>`;
+  const s = r.record || {};
+  return `<tr class="record"><td><a href="#/record/${esc(r.record_id)}"><code>${esc(r.record_id.slice(0, 16))}…</code></a><br>${esc(t("terminal"))} ${esc(r.terminal_id)}</td>
+    <td class="${r.signature_ok ? "ok" : "bad"} sig">${esc(r.signature_ok ? t("verified") : t("failed"))}<br><span class="muted">${esc(t("key_status"))}: ${esc(r.key_status)}</span></td>
+    <td>#${esc(r.seq)}</td>
+    <td class="${r.inclusion_ok ? "ok" : "bad"} incl">${esc(r.inclusion_ok ? t("verified") : t("failed"))}<br><span class="muted">index ${esc(r.log_index)}${r.checkpoint ? " / size " + esc(r.checkpoint.size) : ""}</span></td>
+    <td>${esc(t("check_in"))}: ${identity(s.check_in)}<br>${esc(t("check_out"))}: ${identity(s.check_out)}</td>
+    <td>${esc(s.treatment ? s.treatment.kind + " " + (s.treatment.drug_code || "") : "")} ${s.charge ? "· ¥" + yuan(s.charge.total_fen) : ""}<br><span class="muted">${esc(s.hospital_code || "")} ${esc(s.department_code || "")} · ${esc(s.doctor_id || "")} · ${esc(s.nurse_id || "")}</span></td></tr>`;
+}
+
+function recordsTable(rows) {
+  return `<table id="records"><tr><th>ID</th><th>${esc(t("signature"))}</th><th>${esc(t("chain"))}</th><th>${esc(t("log"))}</th><th>${esc(t("identity"))}</th><th></th></tr>${rows.map(recordRow).join("") || `<tr><td colspan="6" class="muted">–</td></tr>`}</table>`;
+}
+
+async function patientPage(ref, q) {
+  const d = await api("GET", `/api/v1/app/patients/${encodeURIComponent(ref)}?` + params({ month: q.month }));
+  const calLinks = d.calendar.filter((e) => e.source === "attested");
+  main().innerHTML = `<h1>${esc(t("patient_page"))} <span class="masked" id="patient-masked">${esc(d.insured_id)}</span> · ${esc(d.month)}</h1>
+    <div class="card"><h2>${esc(t("months"))}</h2><table id="patient-months"><tr><th>${esc(t("month"))}</th><th>${esc(t("hospital"))}</th><th class="num">${esc(t("attested"))}</th><th class="num">${esc(t("claimed"))}</th><th class="num">${esc(t("phantom"))}</th><th class="num">${esc(t("red"))}/${esc(t("yellow"))}/${esc(t("green"))}</th><th class="num">${esc(t("findings_fen"))}</th></tr>
+      ${d.months.map((m) => `<tr><td><a href="#/patient/${esc(ref)}?month=${esc(m.month)}">${esc(m.month)}</a></td><td><a href="#/patients?region=${esc(m.hospital_code)}">${esc(m.hospital_code)}</a></td><td class="num">${m.attested_sessions}</td><td class="num">${m.claimed_lines}</td><td class="num">${m.phantom_claims}</td><td class="num">${m.red} / ${m.yellow} / ${m.green}</td><td class="num">${yuan(m.findings_fen)}</td></tr>`).join("")}</table></div>
+    <div class="cols">
+      <div class="card"><h2>${esc(t("calendar"))}</h2>${calendar(d.calendar, d.month + "-01")}</div>
+      <div class="card"><h2>${esc(t("records"))} / ${esc(t("claim_lines"))}</h2><table id="patient-entries"><tr><th>${esc(t("date"))}</th><th>${esc(t("source"))}</th><th></th><th>ID</th><th class="num">${esc(t("amount"))}</th></tr>
+        ${d.calendar.map((e) => `<tr class="${e.source === "attested" ? "attested" : "claimed"}"><td>${esc(e.date)}</td><td>${e.source === "attested" ? "✔ " + esc(t("attested")) : "¥ " + esc(t("claimed"))}</td><td>${esc(e.kind)} ${esc(e.hospital_code)}</td>
+          <td>${e.source === "attested" ? `<a class="record-link" href="#/record/${esc(e.id)}"><code>${esc(e.id.slice(0, 12))}…</code></a>` : esc(e.id)}</td><td class="num">${yuan(e.amount_fen)}</td></tr>`).join("") || `<tr><td colspan="5" class="muted">–</td></tr>`}</table>
+        <p class="muted">${calLinks.length} ${esc(t("attested"))}</p></div>
+    </div>
+    <div class="card"><h2>${esc(t("findings_of_patient"))} (${d.findings_total})</h2>
+      <table id="patient-findings"><tr><th>${esc(t("severity"))}</th><th>${esc(t("rule"))}</th><th>${esc(t("date"))}</th><th>${esc(t("hospital"))}</th><th class="num">${esc(t("amount"))}</th><th>${esc(t("status"))}</th></tr>
+      ${d.findings.map((f) => `<tr class="click" data-id="${esc(f.id)}"><td>${sev(f.severity)}</td><td><a href="#/case/${esc(f.id)}">${esc(f.rule_id)}</a></td><td>${esc(f.service_date || "")}</td><td>${esc(f.hospital_code || "")}</td><td class="num">${yuan(f.amount_fen)}</td><td>${status(f.status)}</td></tr>`).join("")}</table>
+      <p><a href="#/findings?patient=${esc(ref)}" id="patient-all-findings">${esc(t("all_findings"))}</a></p></div>
+    <div class="card"><h2>${esc(t("plan"))}</h2>${d.plans.map((p) => `<pre>${esc(JSON.stringify(p, null, 1))}</pre>`).join("") || "<p class='muted'>–</p>"}</div>`;
+  document.querySelectorAll("#patient-findings tr.click").forEach((tr) => tr.addEventListener("click", () => { location.hash = "#/case/" + tr.dataset.id; }));
+}
+
+async function recordPage(id) {
+  const d = await api("GET", `/api/v1/app/records/${encodeURIComponent(id)}`);
+  main().innerHTML = `<h1>${esc(t("record"))} <code>${esc(id.slice(0, 16))}…</code></h1>
+    <p><a href="#/patient/${esc(d.patient_ref)}?month=${esc(d.service_date.slice(0, 7))}" id="record-patient">${esc(t("open_patient"))}</a> · ${esc(d.service_date)} · ${esc(d.hospital_code)}</p>
+    <div class="card">${recordsTable([d.record])}</div>
+    <div class="card" id="plan-check"><h2>${esc(t("plan_check"))}</h2>${planCheckTable(d.plan_checks)}</div>
+    <div class="card"><h2>JSON</h2><pre id="record-json">${esc(JSON.stringify(d.record.record, null, 1))}</pre></div>`;
 }
 
 // ---------------------------------------------------------------- findings
@@ -308,16 +417,6 @@ async function casePage(id) {
   const c = await api("GET", "/api/v1/app/findings/" + encodeURIComponent(id));
   const f = c.finding;
   const fund = me.user.role === "auditor" || me.user.role === "senior_auditor";
-  const records = c.records.map((r) => {
-    if (!r.found) return `<tr><td colspan="6">${esc(r.record_id.slice(0, 16))}… <span class="bad">${esc(t("not_found"))}</span></td></tr>`;
-    const s = r.record || {};
-    return `<tr class="record"><td><code>${esc(r.record_id.slice(0, 16))}…</code><br>${esc(t("terminal"))} ${esc(r.terminal_id)}</td>
-      <td class="${r.signature_ok ? "ok" : "bad"} sig">${esc(r.signature_ok ? t("verified") : t("failed"))}<br><span class="muted">${esc(t("key_status"))}: ${esc(r.key_status)}</span></td>
-      <td>#${esc(r.seq)}</td>
-      <td class="${r.inclusion_ok ? "ok" : "bad"} incl">${esc(r.inclusion_ok ? t("verified") : t("failed"))}<br><span class="muted">index ${esc(r.log_index)}${r.checkpoint ? " / size " + esc(r.checkpoint.size) : ""}</span></td>
-      <td>${esc(t("check_in"))}: ${identity(s.check_in)}<br>${esc(t("check_out"))}: ${identity(s.check_out)}</td>
-      <td>${esc(s.treatment ? s.treatment.kind + " " + (s.treatment.drug_code || "") : "")} ${s.charge ? "· ¥" + yuan(s.charge.total_fen) : ""}<br><span class="muted">${esc(s.hospital_code || "")} ${esc(s.department_code || "")} · ${esc(s.doctor_id || "")} · ${esc(s.nurse_id || "")}</span></td></tr>`;
-  }).join("");
   const actionForm = c.actions.length ? `<form id="action-form" class="card"><h2>${esc(t("do"))}</h2>
       <label>${esc(t("action"))}<select id="a-action">${c.actions.map((a) => `<option value="${esc(a)}">${esc(T[lang].actions[a] || a)}</option>`).join("")}</select></label>
       <label>${esc(t("reason"))}<textarea id="a-reason" required></textarea></label>
@@ -327,6 +426,7 @@ async function casePage(id) {
   main().innerHTML = `<h1>${esc(t("case"))} <code>${esc(f.id)}</code> ${sev(f.severity)} <span id="case-status">${status(f.status)}</span></h1>
     <div class="card"><p><b>${esc(f.rule_id)}</b> · ${esc(f.service_date || "")} · ${esc(f.hospital_code || "")} · ${esc(t("patient"))} <span id="patient-id">${esc(f.insured_id || "")}</span>
       ${fund && f.insured_id ? ` <button class="link" id="reveal">${esc(t("reveal"))}</button>` : ""}
+      ${c.patient_ref ? ` · <a href="#/patient/${esc(c.patient_ref)}?month=${esc((f.service_date || "").slice(0, 7))}" id="patient-link">${esc(t("open_patient"))}</a>` : ""}
       · ${esc(t("amount"))} <b>${yuan(f.amount_fen)}</b>${c.appeal_deadline_ms ? ` · ${esc(t("deadline"))} ${esc(when(c.appeal_deadline_ms))}` : ""}</p>
       <p>${esc(lang === "zh" ? f.explanation_zh : f.explanation_en)}</p>
       <p class="muted">${Object.entries(f.params || {}).map(([k, v]) => `${esc(k)} = ${esc(v)}`).join(" · ")}</p>
@@ -334,10 +434,11 @@ async function casePage(id) {
     ${actionForm}
     <div class="cols">
       <div class="card"><h2>${esc(t("claim_lines"))}</h2><table id="claims"><tr><th>ID</th><th>${esc(t("date"))}</th><th></th><th class="num">${esc(t("amount"))}</th></tr>
-        ${c.claims.map((l) => `<tr><td>${esc(l.id)}</td><td>${esc(l.date)}</td><td>${esc(l.kind)} ${esc(l.hospital_code)}</td><td class="num">${yuan(l.amount_fen)}</td></tr>`).join("") || `<tr><td colspan="4" class="muted">–</td></tr>`}</table></div>
+        ${c.claims.map((l) => `<tr><td>${esc(l.id)}</td><td>${esc(l.date)}</td><td>${esc(l.kind)} ${esc(l.service_code)} ×${esc(l.quantity)}<br><span class="muted">${esc(l.hospital_code)} ${esc(l.department_code)} · ${esc(l.doctor_id)}${l.drug_code ? " · " + esc(l.drug_code) + " " + esc(l.dose || "") : ""}</span></td><td class="num">${yuan(l.amount_fen)}</td></tr>`).join("") || `<tr><td colspan="4" class="muted">–</td></tr>`}</table></div>
       <div class="card"><h2>${esc(t("calendar"))}</h2>${calendar(c.calendar, f.service_date)}</div>
     </div>
-    <div class="card"><h2>${esc(t("records"))}</h2><table id="records"><tr><th>ID</th><th>${esc(t("signature"))}</th><th>${esc(t("chain"))}</th><th>${esc(t("log"))}</th><th>${esc(t("identity"))}</th><th></th></tr>${records || `<tr><td colspan="6" class="muted">–</td></tr>`}</table></div>
+    <div class="card"><h2>${esc(t("records"))}</h2>${recordsTable(c.records)}</div>
+    <div class="card" id="plan-check"><h2>${esc(t("plan_check"))}</h2>${planCheckTable(c.plan_checks)}</div>
     <div class="card"><h2>${esc(t("plan"))}</h2>${c.plans.map((p) => `<pre>${esc(JSON.stringify(p, null, 1))}</pre>`).join("") || "<p class='muted'>–</p>"}</div>
     <div class="card"><h2>${esc(t("history"))}</h2><ol class="timeline" id="history">
       <li>${esc(when(f.first_seen_ms))} · ${esc(T[lang].statuses.open)} (机审)</li>
@@ -423,8 +524,8 @@ async function terminalsPage() {
   const d = await api("GET", "/api/v1/app/terminals");
   const admin = me.user.role === "admin";
   main().innerHTML = `<h1>${esc(t("terminals"))}</h1><p>${esc(t("held"))}: <b>${d.held_records}</b></p>
-    <table id="terminals-table"><tr><th>${esc(t("terminal"))}</th><th>${esc(t("hospital"))}</th><th>${esc(t("status"))}</th><th>${esc(t("last_contact"))}</th><th class="num">${esc(t("chain_head"))}</th><th class="num">${esc(t("skew"))}</th><th class="num">${esc(t("alarms"))}</th><th></th></tr>
-    ${d.terminals.map((x) => `<tr><td>${esc(x.terminal_id)}<br><code class="muted">${esc(x.key_id)}</code></td><td>${esc(x.hospital_code)} ${esc(x.department_code)}</td><td>${esc(x.status)}</td><td>${esc(when(x.last_contact_ms))}</td><td class="num">${x.chain_head}</td><td class="num">${x.max_clock_skew_ms == null ? "–" : (x.max_clock_skew_ms / 60000).toFixed(1) + " min"}</td><td class="num">${x.alarms}</td>
+    <table id="terminals-table"><tr><th>${esc(t("terminal"))}</th><th>${esc(t("hospital"))}</th><th>${esc(t("status"))}</th><th>${esc(t("last_contact"))}</th><th class="num">${esc(t("chain_head"))}</th><th class="num">${esc(t("held_here"))}</th><th class="num">${esc(t("skew"))}</th><th class="num">${esc(t("alarms"))}</th><th></th></tr>
+    ${d.terminals.map((x) => `<tr><td>${esc(x.terminal_id)}<br><code class="muted">${esc(x.key_id)}</code></td><td>${esc(x.hospital_code)} ${esc(x.department_code)}</td><td>${esc(x.status)}</td><td>${esc(when(x.last_contact_ms))}</td><td class="num">${x.chain_head}</td><td class="num held ${x.held_records ? "bad" : ""}" data-terminal="${esc(x.terminal_id)}">${x.held_records}</td><td class="num">${x.max_clock_skew_ms == null ? "–" : (x.max_clock_skew_ms / 60000).toFixed(1) + " min"}</td><td class="num">${x.alarms}</td>
       <td>${admin && x.status === "pending" ? `<button class="act" data-approve="${esc(x.terminal_id)}">${esc(t("approve"))}</button>` : ""}${admin && x.status !== "revoked" ? ` <button class="act danger" data-revoke="${esc(x.terminal_id)}">${esc(t("revoke"))}</button>` : ""}</td></tr>`).join("")}</table>`;
   document.querySelectorAll("[data-approve],[data-revoke]").forEach((b) => b.addEventListener("click", async () => {
     const approve = !!b.dataset.approve, id = b.dataset.approve || b.dataset.revoke;

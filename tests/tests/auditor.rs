@@ -146,6 +146,40 @@ fn a_case_from_machine_finding_through_appeal_to_deduction() {
         login(&b, &base, "auditor").await;
         b.wait_css("#tile-attested", "", WAIT).await.expect("dashboard");
         b.screenshot("auditor-dashboard").await.unwrap();
+
+        // Every dashboard number opens what it counts: the attested tile
+        // opens the patients behind it; the drill-down goes county ->
+        // hospital -> patient -> record, the record verified and held
+        // against the patient's 五定 plan.
+        b.click_css("#tile-attested", WAIT).await.unwrap();
+        b.wait_css("#patients-table tr.click", "", WAIT).await.expect("patients behind the tile");
+        b.client
+            .goto(&format!("{base}/#/dashboard?region={}", &own[..7]))
+            .await
+            .unwrap();
+        b.wait_css(&format!("#children tr[data-code='{own}'] .drill-hospital"), &own, WAIT)
+            .await
+            .expect("the hospital in its county");
+        b.click_css(&format!("#children tr[data-code='{own}'] .drill-hospital"), WAIT).await.unwrap();
+        b.wait_css("#patients-region", &own, WAIT).await.expect("the hospital's patients");
+        let masked = b
+            .js("return [...document.querySelectorAll('#patients-table td.masked')].map(c => c.innerText);")
+            .await
+            .unwrap();
+        let masked = masked.as_array().unwrap();
+        assert!(!masked.is_empty());
+        assert!(masked.iter().all(|m| m.as_str().unwrap().contains('*')), "{masked:?}");
+        b.screenshot("auditor-patients").await.unwrap();
+        b.click_css("#patients-table tr.click td.masked a", WAIT).await.unwrap();
+        b.wait_css("#patient-months", "", WAIT).await.expect("the patient page");
+        b.screenshot("auditor-patient").await.unwrap();
+        b.click_css("#patient-entries .record-link", WAIT).await.unwrap();
+        b.wait_css("#records .sig", "已验证", WAIT).await.expect("the record verifies");
+        b.wait_css("#records .incl", "已验证", WAIT).await.expect("the record is in the log");
+        b.wait_css("#plan-check", "定医生", WAIT).await.expect("the record against the plan");
+        b.screenshot("auditor-record").await.unwrap();
+        b.client.goto(&format!("{base}/#/terminals")).await.unwrap();
+        b.wait_css("#terminals-table td.held", "", WAIT).await.expect("records waiting per terminal");
         b.client
             .goto(&format!("{base}/#/findings?severity=red&hospital={own}"))
             .await
@@ -176,6 +210,8 @@ fn a_case_from_machine_finding_through_appeal_to_deduction() {
         b.wait_css("#records .incl", "已验证", WAIT)
             .await
             .expect("included in the transparency log");
+        let plan = b.wait_css("#plan-check", "", WAIT).await.unwrap();
+        assert!(plan.contains("定医院") || plan.contains("无有效"), "{plan}");
         b.screenshot("auditor-case").await.unwrap();
         act(&b, "confirm", "申报与终端记录不符，通知医院", None, "已通知医院").await;
         logout(&b).await;

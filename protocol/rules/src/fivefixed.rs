@@ -144,15 +144,8 @@ pub fn check_against_plans(
     plans: &[&TreatmentPlan],
     facts: &ServiceFacts<'_>,
 ) -> Vec<PlanBreach> {
-    let mut best: Option<Vec<PlanBreach>> = None;
-    for plan in plans.iter().filter(|p| p.covers(facts.date)) {
-        let b = breaches_of(plan, facts);
-        if best.as_ref().is_none_or(|cur| b.len() < cur.len()) {
-            best = Some(b);
-        }
-    }
-    let mut out = match best {
-        Some(b) => b,
+    let mut out = match best_plan(plans, facts) {
+        Some((_, b)) => b,
         None if ruleset.kinds(RuleId::NoPlan, "kinds").contains(&facts.kind) => {
             vec![PlanBreach {
                 rule: RuleId::NoPlan,
@@ -166,6 +159,109 @@ pub fn check_against_plans(
     };
     out.retain(|b| ruleset.rule(b.rule).enabled);
     out
+}
+
+/// The plan in force on the facts' date that they breach least, with its
+/// breaches (every rule, enabled or not).
+fn best_plan<'p>(
+    plans: &[&'p TreatmentPlan],
+    facts: &ServiceFacts<'_>,
+) -> Option<(&'p TreatmentPlan, Vec<PlanBreach>)> {
+    let mut best: Option<(&TreatmentPlan, Vec<PlanBreach>)> = None;
+    for plan in plans.iter().filter(|p| p.covers(facts.date)) {
+        let b = breaches_of(plan, facts);
+        if best.as_ref().is_none_or(|(_, cur)| b.len() < cur.len()) {
+            best = Some((plan, b));
+        }
+    }
+    best
+}
+
+/// One line of "the plan against what happened": an item the plan fixes,
+/// its planned and actual values, and the breach when they differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanLine {
+    /// hospital, department, doctor, treatment, drug or dose.
+    pub item: &'static str,
+    pub rule: RuleId,
+    pub planned: String,
+    pub actual: String,
+    /// Set when the rule is enabled and the facts breach it.
+    pub breach: Option<Text>,
+}
+
+/// The facts against the plan [`check_against_plans`] judges them by, item
+/// by item (the breaches are exactly its breaches); `None` when no plan is
+/// in force on the date.
+pub fn plan_lines<'p>(
+    ruleset: &Ruleset,
+    plans: &[&'p TreatmentPlan],
+    facts: &ServiceFacts<'_>,
+) -> Option<(&'p TreatmentPlan, Vec<PlanLine>)> {
+    let (plan, breaches) = best_plan(plans, facts)?;
+    let breach = |rule: RuleId| {
+        breaches
+            .iter()
+            .find(|b| b.rule == rule && ruleset.rule(rule).enabled)
+            .map(|b| b.reason.clone())
+    };
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "–".to_owned());
+    let kinds: Vec<&str> = plan.kinds.iter().map(|k| k.code()).collect();
+    let lines = [
+        (
+            "hospital",
+            RuleId::PlanHospital,
+            plan.hospital_code.clone(),
+            facts.hospital_code.to_owned(),
+        ),
+        (
+            "department",
+            RuleId::PlanDepartment,
+            plan.department_code.clone(),
+            facts.department_code.to_owned(),
+        ),
+        (
+            "doctor",
+            RuleId::PlanDoctor,
+            plan.doctor_ids.join(", "),
+            facts.doctor_id.to_owned(),
+        ),
+        (
+            "treatment",
+            RuleId::PlanKind,
+            kinds.join(", "),
+            facts.kind.code().to_owned(),
+        ),
+        (
+            "drug",
+            RuleId::PlanDrug,
+            or_dash(plan.drug_code.clone()),
+            or_dash(facts.drug_code.map(str::to_owned)),
+        ),
+        (
+            "dose",
+            RuleId::PlanDose,
+            or_dash(
+                plan.max_dose
+                    .as_ref()
+                    .map(|d| format!("≤ {}", dose_text(d))),
+            ),
+            or_dash(facts.dose.map(dose_text)),
+        ),
+    ];
+    Some((
+        plan,
+        lines
+            .into_iter()
+            .map(|(item, rule, planned, actual)| PlanLine {
+                item,
+                rule,
+                planned,
+                actual,
+                breach: breach(rule),
+            })
+            .collect(),
+    ))
 }
 
 /// Formats fen as `123.45 元` / `123.45 yuan`.

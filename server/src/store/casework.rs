@@ -126,6 +126,44 @@ pub struct HospitalMonth {
     pub findings_fen: u64,
 }
 
+/// One patient's figures at one hospital in one month: the drill-down
+/// level between a hospital and a case, written by each reconciliation
+/// beside [`HospitalMonth`] (whose counters it shares; the patient counts
+/// are 0 or 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientMonth {
+    /// Opaque and stable: a keyed hash of the insured id. Pages and URLs
+    /// name a patient by it, never by the id.
+    pub patient_ref: String,
+    pub insured_id: String,
+    pub figures: HospitalMonth,
+}
+
+/// Which patients the drill-down lists: those of hospitals under a region
+/// prefix in a range of months, summed per patient and hospital.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientQuery {
+    /// `H51`, `H5101`, a hospital code; empty = everywhere.
+    pub hospital_prefix: String,
+    /// `YYYY-MM`.
+    pub from_month: String,
+    pub to_month: String,
+    /// attested, claimed, phantom or amount (money at stake, the default);
+    /// largest first.
+    pub sort: String,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// A terminal's chain as the server holds it: the last sequence number in
+/// the chain and the records that arrived ahead of a missing predecessor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TerminalBacklog {
+    pub terminal_id: String,
+    pub chain_head: u64,
+    pub held_records: u64,
+}
+
 /// One entry of a patient's calendar: an attested session or a claim line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CalendarEntry {
@@ -209,6 +247,26 @@ pub trait Casework {
         from_month: &str,
         to_month: &str,
     ) -> Result<Vec<HospitalMonth>, StoreError>;
+
+    /// Replaces the per-patient figures of the months `from..=to`.
+    fn put_patient_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        rows: &[PatientMonth],
+    ) -> Result<(), StoreError>;
+    /// A page of patients (summed over the query's months per patient and
+    /// hospital; `figures.month` is empty) and how many there are in all.
+    fn patient_page(&self, q: &PatientQuery) -> Result<(Vec<PatientMonth>, u64), StoreError>;
+    /// Every month and hospital of one patient, by month.
+    fn patient_months_of(&self, patient_ref: &str) -> Result<Vec<PatientMonth>, StoreError>;
+    /// The claim lines with these ids (those that exist), by date and id.
+    fn claim_lines(
+        &self,
+        claim_ids: &[String],
+    ) -> Result<Vec<wuding_protocol::ClaimLine>, StoreError>;
+    /// Each terminal's chain head and held records, by terminal id.
+    fn terminal_backlog(&self) -> Result<Vec<TerminalBacklog>, StoreError>;
 
     /// A patient's attested sessions and claim lines dated `from..=to`,
     /// by date.
@@ -308,6 +366,56 @@ pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'sta
     };
     (clause, values, order)
 }
+
+/// The SQL both backends run for a [`PatientQuery`]: the page (values
+/// bound in order, then LIMIT and OFFSET inlined) and the count.
+pub(crate) fn patient_query_sql(q: &PatientQuery) -> (String, String, Vec<String>) {
+    let mut w = Where::default();
+    w.push("month >= #", q.from_month.clone());
+    w.push("month <= #", q.to_month.clone());
+    if !q.hospital_prefix.is_empty() {
+        w.push("hospital_code >= #", q.hospital_prefix.clone());
+        w.push("hospital_code < #", format!("{}~", q.hospital_prefix));
+    }
+    let (clause, values) = w.finish();
+    let order = match q.sort.as_str() {
+        "attested" => "SUM(attested_sessions)",
+        "claimed" => "SUM(claimed_lines)",
+        "phantom" => "SUM(phantom_claims)",
+        _ => "SUM(findings_fen)",
+    };
+    let page = format!(
+        "SELECT patient_ref, insured_id, hospital_code, '' AS month, {sums}
+           FROM patient_months {clause}
+          GROUP BY patient_ref, insured_id, hospital_code
+          ORDER BY {order} DESC, patient_ref, hospital_code
+          LIMIT {} OFFSET {}",
+        q.limit,
+        q.offset,
+        sums = PATIENT_SUMS,
+    );
+    let count = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM patient_months {clause}
+          GROUP BY patient_ref, insured_id, hospital_code) AS p"
+    );
+    (page, count, values)
+}
+
+/// The summed counters of [`patient_query_sql`], in [`HospitalMonth`]'s
+/// order (from `attested_sessions` on).
+/// (PostgreSQL's SUM of BIGINT is NUMERIC, hence the casts.)
+pub(crate) const PATIENT_SUMS: &str = "CAST(SUM(attested_sessions) AS BIGINT),
+    CAST(SUM(fallback_sessions) AS BIGINT), CAST(SUM(attested_patients) AS BIGINT),
+    CAST(SUM(claimed_lines) AS BIGINT), CAST(SUM(claimed_fen) AS BIGINT),
+    CAST(SUM(claimed_patients) AS BIGINT), CAST(SUM(phantom_claims) AS BIGINT),
+    CAST(SUM(phantom_fen) AS BIGINT), CAST(SUM(red) AS BIGINT), CAST(SUM(yellow) AS BIGINT),
+    CAST(SUM(green) AS BIGINT), CAST(SUM(findings_fen) AS BIGINT)";
+
+/// The columns of `patient_months` (after `patient_ref, insured_id`), in
+/// [`HospitalMonth`]'s order.
+pub(crate) const PATIENT_MONTH_COLUMNS: &str = "patient_ref, insured_id, hospital_code, month,
+    attested_sessions, fallback_sessions, attested_patients, claimed_lines, claimed_fen,
+    claimed_patients, phantom_claims, phantom_fen, red, yellow, green, findings_fen";
 
 /// Whether `date` (`YYYY-MM-DD`) is the first (`first = true`) or last day
 /// of its month.

@@ -13,7 +13,7 @@ pub mod sqlite;
 
 pub use casework::{
     AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
-    RulesetVersion, UserRow, WebSession,
+    PatientMonth, PatientQuery, RulesetVersion, TerminalBacklog, UserRow, WebSession,
 };
 
 use thiserror::Error;

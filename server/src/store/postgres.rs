@@ -262,6 +262,30 @@ CREATE TABLE finding_totals (
     PRIMARY KEY (month, hospital_code, rule_id, severity, status)
 );
 "#,
+    // The drill-down's patient level (as in SQLite).
+    r#"
+CREATE TABLE patient_months (
+    patient_ref       TEXT NOT NULL,
+    insured_id        TEXT NOT NULL,
+    hospital_code     TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    attested_sessions BIGINT NOT NULL,
+    fallback_sessions BIGINT NOT NULL,
+    attested_patients BIGINT NOT NULL,
+    claimed_lines     BIGINT NOT NULL,
+    claimed_fen       BIGINT NOT NULL,
+    claimed_patients  BIGINT NOT NULL,
+    phantom_claims    BIGINT NOT NULL,
+    phantom_fen       BIGINT NOT NULL,
+    red               BIGINT NOT NULL,
+    yellow            BIGINT NOT NULL,
+    green             BIGINT NOT NULL,
+    findings_fen      BIGINT NOT NULL,
+    PRIMARY KEY (hospital_code, month, insured_id)
+);
+CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
+CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
@@ -396,6 +420,51 @@ impl PgStore {
             store: self,
             client: Some(client),
         })
+    }
+
+    /// The claim lines matching a WHERE clause (`$1`, ... bound to `values`).
+    pub(crate) fn claims_where(
+        &self,
+        clause: &str,
+        values: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<ClaimLine>, StoreError> {
+        self.client()?
+            .query(
+                &format!(
+                    "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                            service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
+                     FROM claims WHERE {clause}"
+                ),
+                values,
+            )?
+            .into_iter()
+            .map(|r| {
+                let date: String = r.get(5);
+                let kind: String = r.get(7);
+                let dose_milli: Option<i64> = r.get(11);
+                let dose_unit: Option<String> = r.get(12);
+                Ok(ClaimLine {
+                    claim_id: r.get(0),
+                    insured_id: r.get(1),
+                    hospital_code: r.get(2),
+                    department_code: r.get(3),
+                    doctor_id: r.get(4),
+                    service_date: date
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("claim date"))?,
+                    service_code: r.get(6),
+                    service_kind: TreatmentKind::from_code(&kind)
+                        .ok_or(StoreError::Corrupt("claim kind"))?,
+                    quantity: r.get::<_, i64>(8) as u32,
+                    amount_fen: r.get::<_, i64>(9) as u64,
+                    drug_code: r.get(10),
+                    dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
+                        amount_milli: m as u64,
+                        unit,
+                    }),
+                })
+            })
+            .collect()
     }
 }
 
@@ -1011,41 +1080,7 @@ impl Store for PgStore {
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
-        self.client()?
-            .query(
-                "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
-                        service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
-                 FROM claims WHERE service_date BETWEEN $1 AND $2",
-                &[&from, &to],
-            )?
-            .into_iter()
-            .map(|r| {
-                let date: String = r.get(5);
-                let kind: String = r.get(7);
-                let dose_milli: Option<i64> = r.get(11);
-                let dose_unit: Option<String> = r.get(12);
-                Ok(ClaimLine {
-                    claim_id: r.get(0),
-                    insured_id: r.get(1),
-                    hospital_code: r.get(2),
-                    department_code: r.get(3),
-                    doctor_id: r.get(4),
-                    service_date: date
-                        .parse()
-                        .map_err(|_| StoreError::Corrupt("claim date"))?,
-                    service_code: r.get(6),
-                    service_kind: TreatmentKind::from_code(&kind)
-                        .ok_or(StoreError::Corrupt("claim kind"))?,
-                    quantity: r.get::<_, i64>(8) as u32,
-                    amount_fen: r.get::<_, i64>(9) as u64,
-                    drug_code: r.get(10),
-                    dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
-                        amount_milli: m as u64,
-                        unit,
-                    }),
-                })
-            })
-            .collect()
+        self.claims_where("service_date BETWEEN $1 AND $2", &[&from, &to])
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {

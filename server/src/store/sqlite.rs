@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
+};
 use wuding_protocol::{ClaimLine, RecordId};
 
 mod casework;
@@ -260,6 +262,31 @@ CREATE TABLE finding_totals (
     PRIMARY KEY (month, hospital_code, rule_id, severity, status)
 );
 "#,
+    // The drill-down's patient level: figures per patient, hospital and
+    // month, written by each reconciliation run.
+    r#"
+CREATE TABLE patient_months (
+    patient_ref       TEXT NOT NULL,
+    insured_id        TEXT NOT NULL,
+    hospital_code     TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    attested_sessions INTEGER NOT NULL,
+    fallback_sessions INTEGER NOT NULL,
+    attested_patients INTEGER NOT NULL,
+    claimed_lines     INTEGER NOT NULL,
+    claimed_fen       INTEGER NOT NULL,
+    claimed_patients  INTEGER NOT NULL,
+    phantom_claims    INTEGER NOT NULL,
+    phantom_fen       INTEGER NOT NULL,
+    red               INTEGER NOT NULL,
+    yellow            INTEGER NOT NULL,
+    green             INTEGER NOT NULL,
+    findings_fen      INTEGER NOT NULL,
+    PRIMARY KEY (hospital_code, month, insured_id)
+);
+CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
+CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
@@ -407,6 +434,68 @@ impl SqliteStore {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The claim lines matching a WHERE clause (`?1`, ... bound to `values`).
+    pub(crate) fn claims_where(
+        &self,
+        clause: &str,
+        values: &[&str],
+    ) -> Result<Vec<ClaimLine>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                    service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
+             FROM claims WHERE {clause}"
+        ))?;
+        let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ),
+                (
+                    r.get::<_, String>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<i64>>(11)?,
+                    r.get::<_, Option<String>>(12)?,
+                ),
+            ))
+        })?;
+        rows.map(|r| {
+            let (
+                (claim_id, insured_id, hospital_code, department_code, doctor_id, date, code),
+                (kind, quantity, amount_fen, drug_code, dose_milli, dose_unit),
+            ) = r?;
+            Ok(ClaimLine {
+                claim_id,
+                insured_id,
+                hospital_code,
+                department_code,
+                doctor_id,
+                service_date: date
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("claim date"))?,
+                service_code: code,
+                service_kind: TreatmentKind::from_code(&kind)
+                    .ok_or(StoreError::Corrupt("claim kind"))?,
+                quantity: quantity as u32,
+                amount_fen: amount_fen as u64,
+                drug_code,
+                dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
+                    amount_milli: m as u64,
+                    unit,
+                }),
+            })
+        })
+        .collect()
     }
 }
 
@@ -1050,60 +1139,7 @@ impl Store for SqliteStore {
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
-                    service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
-             FROM claims WHERE service_date BETWEEN ?1 AND ?2",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok((
-                (
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                ),
-                (
-                    r.get::<_, String>(7)?,
-                    r.get::<_, i64>(8)?,
-                    r.get::<_, i64>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, Option<i64>>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                ),
-            ))
-        })?;
-        rows.map(|r| {
-            let (
-                (claim_id, insured_id, hospital_code, department_code, doctor_id, date, code),
-                (kind, quantity, amount_fen, drug_code, dose_milli, dose_unit),
-            ) = r?;
-            Ok(ClaimLine {
-                claim_id,
-                insured_id,
-                hospital_code,
-                department_code,
-                doctor_id,
-                service_date: date
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("claim date"))?,
-                service_code: code,
-                service_kind: TreatmentKind::from_code(&kind)
-                    .ok_or(StoreError::Corrupt("claim kind"))?,
-                quantity: quantity as u32,
-                amount_fen: amount_fen as u64,
-                drug_code,
-                dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
-                    amount_milli: m as u64,
-                    unit,
-                }),
-            })
-        })
-        .collect()
+        self.claims_where("service_date BETWEEN ?1 AND ?2", &[from, to])
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {

@@ -4,7 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 use wuding_server::store::{Store, postgres::PgStore, sqlite::SqliteStore};
 
@@ -92,4 +96,89 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// The auditor application over real HTTP, for tests.
+pub struct App {
+    pub base: String,
+    pub clock: Arc<AtomicI64>,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+}
+
+/// A logged-in browser: its cookie and CSRF token.
+#[derive(Clone)]
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl App {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> (StatusCode, Option<Browser>, Value) {
+        let res = self
+            .http
+            .post(format!("{}/api/v1/app/login", self.base))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let browser = cookie.map(|c| {
+            assert!(
+                c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+                "{c}"
+            );
+            Browser {
+                cookie: c.split(';').next().unwrap().to_owned(),
+                csrf: body["csrf_token"].as_str().unwrap_or("").to_owned(),
+            }
+        });
+        (status, browser, body)
+    }
+
+    pub async fn call(
+        &self,
+        who: Option<&Browser>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Vec<u8>) {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path));
+        if let Some(b) = who {
+            req = req.header("cookie", &b.cookie);
+            if method != Method::GET {
+                req = req.header("x-csrf-token", &b.csrf);
+            }
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.bytes().await.unwrap().to_vec())
+    }
+
+    pub async fn json(
+        &self,
+        who: &Browser,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, bytes) = self.call(Some(who), method, path, body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
 }

@@ -5,10 +5,12 @@ use postgres::types::ToSql;
 use super::{FINDING_COLUMNS, PgStore, finding_from};
 use crate::store::casework::{
     AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
-    MOVE_TOTALS_SQL, REFRESH_TOTALS_SQL, RulesetVersion, UserRow, WebSession, finding_query_sql,
+    MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth, PatientQuery, REFRESH_TOTALS_SQL,
+    RulesetVersion, TerminalBacklog, UserRow, WebSession, finding_query_sql, patient_query_sql,
     totals_query_sql,
 };
 use crate::store::{FindingRow, StoreError};
+use wuding_protocol::ClaimLine;
 
 const USER_COLUMNS: &str = "username, display_name, role, hospital_code, password_hash, failed_logins, \
      locked_until_ms, created_at_ms";
@@ -49,10 +51,23 @@ const MONTH_COLUMNS: &str = "hospital_code, month, attested_sessions, fallback_s
      claimed_lines, claimed_fen, claimed_patients, phantom_claims, phantom_fen, red, yellow, green, findings_fen";
 
 fn month_from(r: &postgres::Row) -> HospitalMonth {
-    let n = |i: usize| r.get::<_, i64>(i) as u64;
+    month_at(r, 0)
+}
+
+fn patient_month_from(r: &postgres::Row) -> PatientMonth {
+    PatientMonth {
+        patient_ref: r.get(0),
+        insured_id: r.get(1),
+        figures: month_at(r, 2),
+    }
+}
+
+/// A [`HospitalMonth`] whose `hospital_code` is column `b`.
+fn month_at(r: &postgres::Row, b: usize) -> HospitalMonth {
+    let n = |i: usize| r.get::<_, i64>(b + i) as u64;
     HospitalMonth {
-        hospital_code: r.get(0),
-        month: r.get(1),
+        hospital_code: r.get(b),
+        month: r.get(b + 1),
         attested_sessions: n(2),
         fallback_sessions: n(3),
         attested_patients: n(4),
@@ -437,6 +452,108 @@ impl Casework for PgStore {
             )?
             .iter()
             .map(month_from)
+            .collect())
+    }
+
+    fn put_patient_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        rows: &[PatientMonth],
+    ) -> Result<(), StoreError> {
+        let mut c = self.client()?;
+        let mut tx = c.transaction()?;
+        tx.execute(
+            "DELETE FROM patient_months WHERE month >= $1 AND month <= $2",
+            &[&from_month, &to_month],
+        )?;
+        // Column arrays through unnest: one statement per 10,000 rows.
+        let put = tx.prepare(&format!(
+            "INSERT INTO patient_months ({PATIENT_MONTH_COLUMNS})
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[],
+                 $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[],
+                 $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::BIGINT[])"
+        ))?;
+        for chunk in rows.chunks(10_000) {
+            let text =
+                |f: fn(&PatientMonth) -> &str| -> Vec<&str> { chunk.iter().map(f).collect() };
+            let num = |f: fn(&HospitalMonth) -> u64| -> Vec<i64> {
+                chunk.iter().map(|p| f(&p.figures) as i64).collect()
+            };
+            let (refs, ids) = (text(|p| &p.patient_ref), text(|p| &p.insured_id));
+            let (hospitals, months) = (
+                text(|p| &p.figures.hospital_code),
+                text(|p| &p.figures.month),
+            );
+            let counters = [
+                num(|m| m.attested_sessions),
+                num(|m| m.fallback_sessions),
+                num(|m| m.attested_patients),
+                num(|m| m.claimed_lines),
+                num(|m| m.claimed_fen),
+                num(|m| m.claimed_patients),
+                num(|m| m.phantom_claims),
+                num(|m| m.phantom_fen),
+                num(|m| m.red),
+                num(|m| m.yellow),
+                num(|m| m.green),
+                num(|m| m.findings_fen),
+            ];
+            let mut values: Vec<&(dyn ToSql + Sync)> = vec![&refs, &ids, &hospitals, &months];
+            values.extend(counters.iter().map(|c| c as &(dyn ToSql + Sync)));
+            tx.execute(&put, &values)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn patient_page(&self, q: &PatientQuery) -> Result<(Vec<PatientMonth>, u64), StoreError> {
+        let (page, count, values) = patient_query_sql(q);
+        let params: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let mut c = self.client()?;
+        let total: i64 = c.query_one(&count, &params)?.get(0);
+        let rows = c.query(&page, &params)?;
+        Ok((rows.iter().map(patient_month_from).collect(), total as u64))
+    }
+
+    fn patient_months_of(&self, patient_ref: &str) -> Result<Vec<PatientMonth>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT {PATIENT_MONTH_COLUMNS} FROM patient_months WHERE patient_ref = $1
+                     ORDER BY month, hospital_code"
+                ),
+                &[&patient_ref],
+            )?
+            .iter()
+            .map(patient_month_from)
+            .collect())
+    }
+
+    fn claim_lines(&self, claim_ids: &[String]) -> Result<Vec<ClaimLine>, StoreError> {
+        let mut out = self.claims_where("claim_id = ANY($1)", &[&claim_ids])?;
+        out.sort_by(|a, b| (a.service_date, &a.claim_id).cmp(&(b.service_date, &b.claim_id)));
+        Ok(out)
+    }
+
+    fn terminal_backlog(&self) -> Result<Vec<TerminalBacklog>, StoreError> {
+        Ok(self
+            .client()?
+            .query(
+                "SELECT t.terminal_id, COALESCE(c.seq, 0),
+                        (SELECT COUNT(*) FROM held_records h WHERE h.terminal_id = t.terminal_id)
+                   FROM terminals t LEFT JOIN chain_heads c ON c.terminal_id = t.terminal_id
+                  ORDER BY t.terminal_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| TerminalBacklog {
+                terminal_id: r.get(0),
+                chain_head: r.get::<_, i64>(1) as u64,
+                held_records: r.get::<_, i64>(2) as u64,
+            })
             .collect())
     }
 

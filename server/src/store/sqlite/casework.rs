@@ -5,10 +5,12 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use super::{FINDING_COLUMNS, SqliteStore, finding_from};
 use crate::store::casework::{
     AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
-    MOVE_TOTALS_SQL, REFRESH_TOTALS_SQL, RulesetVersion, UserRow, WebSession, finding_query_sql,
+    MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth, PatientQuery, REFRESH_TOTALS_SQL,
+    RulesetVersion, TerminalBacklog, UserRow, WebSession, finding_query_sql, patient_query_sql,
     totals_query_sql,
 };
 use crate::store::{FindingRow, StoreError};
+use wuding_protocol::ClaimLine;
 
 const USER_COLUMNS: &str = "username, display_name, role, hospital_code, password_hash, failed_logins, \
      locked_until_ms, created_at_ms";
@@ -49,10 +51,15 @@ const MONTH_COLUMNS: &str = "hospital_code, month, attested_sessions, fallback_s
      claimed_lines, claimed_fen, claimed_patients, phantom_claims, phantom_fen, red, yellow, green, findings_fen";
 
 fn month_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<HospitalMonth> {
-    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)? as u64) };
+    month_at(r, 0)
+}
+
+/// A [`HospitalMonth`] whose `hospital_code` is column `b`.
+fn month_at(r: &rusqlite::Row<'_>, b: usize) -> rusqlite::Result<HospitalMonth> {
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(b + i)? as u64) };
     Ok(HospitalMonth {
-        hospital_code: r.get(0)?,
-        month: r.get(1)?,
+        hospital_code: r.get(b)?,
+        month: r.get(b + 1)?,
         attested_sessions: n(2)?,
         fallback_sessions: n(3)?,
         attested_patients: n(4)?,
@@ -65,6 +72,14 @@ fn month_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<HospitalMonth> {
         yellow: n(11)?,
         green: n(12)?,
         findings_fen: n(13)?,
+    })
+}
+
+fn patient_month_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatientMonth> {
+    Ok(PatientMonth {
+        patient_ref: r.get(0)?,
+        insured_id: r.get(1)?,
+        figures: month_at(r, 2)?,
     })
 }
 
@@ -424,6 +439,95 @@ impl Casework for SqliteStore {
              ORDER BY month, hospital_code"
         ))?;
         let rows = stmt.query_map(params![from_month, to_month], month_from)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn put_patient_months(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        rows: &[PatientMonth],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM patient_months WHERE month >= ?1 AND month <= ?2",
+            params![from_month, to_month],
+        )?;
+        {
+            let mut put = tx.prepare(&format!(
+                "INSERT INTO patient_months ({PATIENT_MONTH_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ))?;
+            for p in rows {
+                let m = &p.figures;
+                put.execute(params![
+                    p.patient_ref,
+                    p.insured_id,
+                    m.hospital_code,
+                    m.month,
+                    m.attested_sessions as i64,
+                    m.fallback_sessions as i64,
+                    m.attested_patients as i64,
+                    m.claimed_lines as i64,
+                    m.claimed_fen as i64,
+                    m.claimed_patients as i64,
+                    m.phantom_claims as i64,
+                    m.phantom_fen as i64,
+                    m.red as i64,
+                    m.yellow as i64,
+                    m.green as i64,
+                    m.findings_fen as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn patient_page(&self, q: &PatientQuery) -> Result<(Vec<PatientMonth>, u64), StoreError> {
+        let (page, count, values) = patient_query_sql(q);
+        let conn = self.conn();
+        let total: i64 = conn.query_row(&count, params_from_iter(values.iter()), |r| r.get(0))?;
+        let mut stmt = conn.prepare(&page)?;
+        let rows = stmt.query_map(params_from_iter(values.iter()), patient_month_from)?;
+        Ok((rows.collect::<Result<_, _>>()?, total as u64))
+    }
+
+    fn patient_months_of(&self, patient_ref: &str) -> Result<Vec<PatientMonth>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {PATIENT_MONTH_COLUMNS} FROM patient_months WHERE patient_ref = ?1
+             ORDER BY month, hospital_code"
+        ))?;
+        let rows = stmt.query_map(params![patient_ref], patient_month_from)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn claim_lines(&self, claim_ids: &[String]) -> Result<Vec<ClaimLine>, StoreError> {
+        let mut out = Vec::new();
+        for id in claim_ids {
+            out.extend(self.claims_where("claim_id = ?1", &[id.as_str()])?);
+        }
+        out.sort_by(|a, b| (a.service_date, &a.claim_id).cmp(&(b.service_date, &b.claim_id)));
+        Ok(out)
+    }
+
+    fn terminal_backlog(&self) -> Result<Vec<TerminalBacklog>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT t.terminal_id, COALESCE(c.seq, 0),
+                    (SELECT COUNT(*) FROM held_records h WHERE h.terminal_id = t.terminal_id)
+               FROM terminals t LEFT JOIN chain_heads c ON c.terminal_id = t.terminal_id
+              ORDER BY t.terminal_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TerminalBacklog {
+                terminal_id: r.get(0)?,
+                chain_head: r.get::<_, i64>(1)? as u64,
+                held_records: r.get::<_, i64>(2)? as u64,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
