@@ -342,6 +342,7 @@ pub fn run(
     let patients = patient_months(&loaded, &findings, &|id| patient_ref(&key, id));
     store.put_patient_months(&from_month, &to_month, &patients)?;
     store.refresh_finding_totals(&from_month, &to_month)?;
+    store.refresh_statistics()?;
     let store_ms = t.elapsed().as_millis() as u64;
     step("stored");
     if let Some(b) = bar {

@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use wuding_firmware_host::scenario::{ScenarioConfig, generate};
 use wuding_protocol::TerminalSigner;
 use wuding_server::evidence::{self, Manifest, VerifyReport};
 use wuding_server::ingest::Log;
@@ -25,15 +24,8 @@ const LOG_SEED: [u8; 32] = [7; 32];
 
 fn month_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let mut cfg = ScenarioConfig::new(60, 2026, 10);
-        cfg.seed = 20_261_106;
-        cfg.fraud_rate = 0.2;
-        let dir = tempfile::tempdir().unwrap();
-        generate(&cfg).write_to(dir.path()).unwrap();
-        dir
-    })
-    .path()
+    DIR.get_or_init(|| common::generated_month(60, 20_261_106, 0.2))
+        .path()
 }
 
 fn now_ms() -> i64 {

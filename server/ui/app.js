@@ -147,7 +147,18 @@ function chrome() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
 }
 
+let shownPath = null;
+
 async function render() {
+  try { await renderPage(); } finally {
+    // A new page starts at its top; a re-render of the same page (a filter
+    // changed) keeps the reader's place.
+    const path = location.hash.split("?")[0];
+    if (path !== shownPath) { shownPath = path; window.scrollTo(0, 0); }
+  }
+}
+
+async function renderPage() {
   if (!me) {
     try { me = await api("GET", "/api/v1/app/me"); } catch (_) { me = null; }
   }
@@ -223,7 +234,10 @@ function barChart(rows, keys, colors, labelKey, opts = {}) {
 async function dashboardPage(q) {
   const d = await api("GET", "/api/v1/app/dashboard?" + params({ region: q.region, from: q.from, to: q.to }));
   const s = d.total;
-  const period = { from: q.from, to: q.to };
+  // The period the numbers cover: as asked, or the one month loaded (a
+  // single month lets the patient level read its rows without summing).
+  const period = q.from || q.to ? { from: q.from, to: q.to }
+    : d.months.length === 1 ? { from: d.months[0].month, to: d.months[0].month } : {};
   const tile = (k, v, id, href) =>
     `<a class="tile" id="${id}" href="${esc(href)}"><div class="v">${esc(v)}</div><div class="k">${esc(t(k))}</div></a>`;
   // Every number opens what it counts: findings (filtered to the region)

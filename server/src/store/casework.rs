@@ -140,7 +140,9 @@ pub struct PatientMonth {
 }
 
 /// Which patients the drill-down lists: those of hospitals under a region
-/// prefix in a range of months, summed per patient and hospital.
+/// prefix in a range of months, summed per patient and hospital. The
+/// rows of a page carry their month when the range is one month and an
+/// empty month otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientQuery {
     /// `H51`, `H5101`, a hospital code; empty = everywhere.
@@ -217,6 +219,10 @@ pub trait Casework {
     /// `from..=to` (`YYYY-MM`) and undated findings. Reconciliation runs
     /// call it after storing findings.
     fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError>;
+    /// Brings the query planner's statistics up to date after a run has
+    /// rewritten the tables the application reads (a freshly loaded month
+    /// is otherwise planned from empty-table estimates).
+    fn refresh_statistics(&self) -> Result<(), StoreError>;
     /// Moves a finding from `event.from_status` to `event.to_status` and
     /// appends the event, in one transaction. `Conflict` if the finding is
     /// no longer in `from_status` (someone else acted first).
@@ -371,24 +377,41 @@ pub(crate) fn finding_query_sql(q: &FindingQuery) -> (String, Vec<String>, &'sta
 /// bound in order, then LIMIT and OFFSET inlined) and the count.
 pub(crate) fn patient_query_sql(q: &PatientQuery) -> (String, String, Vec<String>) {
     let mut w = Where::default();
-    w.push("month >= #", q.from_month.clone());
-    w.push("month <= #", q.to_month.clone());
+    let one_month = q.from_month == q.to_month;
+    if one_month {
+        w.push("month = #", q.from_month.clone());
+    } else {
+        w.push("month >= #", q.from_month.clone());
+        w.push("month <= #", q.to_month.clone());
+    }
     if !q.hospital_prefix.is_empty() {
         w.push("hospital_code >= #", q.hospital_prefix.clone());
         w.push("hospital_code < #", format!("{}~", q.hospital_prefix));
     }
     let (clause, values) = w.finish();
-    let order = match q.sort.as_str() {
-        "attested" => "SUM(attested_sessions)",
-        "claimed" => "SUM(claimed_lines)",
-        "phantom" => "SUM(phantom_claims)",
-        _ => "SUM(findings_fen)",
+    let column = match q.sort.as_str() {
+        "attested" => "attested_sessions",
+        "claimed" => "claimed_lines",
+        "phantom" => "phantom_claims",
+        _ => "findings_fen",
     };
+    if one_month {
+        // One row per patient and hospital already: no grouping, and the
+        // money order walks `patient_months_by_money`.
+        let page = format!(
+            "SELECT {PATIENT_MONTH_COLUMNS} FROM patient_months {clause}
+              ORDER BY {column} DESC, patient_ref, hospital_code
+              LIMIT {} OFFSET {}",
+            q.limit, q.offset,
+        );
+        let count = format!("SELECT COUNT(*) FROM patient_months {clause}");
+        return (page, count, values);
+    }
     let page = format!(
         "SELECT patient_ref, insured_id, hospital_code, '' AS month, {sums}
            FROM patient_months {clause}
-          GROUP BY patient_ref, insured_id, hospital_code
-          ORDER BY {order} DESC, patient_ref, hospital_code
+          GROUP BY hospital_code, insured_id, patient_ref
+          ORDER BY SUM({column}) DESC, patient_ref, hospital_code
           LIMIT {} OFFSET {}",
         q.limit,
         q.offset,
@@ -396,7 +419,7 @@ pub(crate) fn patient_query_sql(q: &PatientQuery) -> (String, String, Vec<String
     );
     let count = format!(
         "SELECT COUNT(*) FROM (SELECT 1 FROM patient_months {clause}
-          GROUP BY patient_ref, insured_id, hospital_code) AS p"
+          GROUP BY hospital_code, insured_id) AS p"
     );
     (page, count, values)
 }

@@ -286,6 +286,36 @@ CREATE TABLE patient_months (
 CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
 CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
 "#,
+    // The patient level again, keyed for its two reads: one month in
+    // a region ranked by money (`patient_months_by_money`, no sorting of
+    // the whole month), and months summed per patient of a hospital (the
+    // primary key, grouped in key order). Its rows are derived: the next
+    // reconciliation run writes them again.
+    r#"
+DROP TABLE patient_months;
+CREATE TABLE patient_months (
+    patient_ref       TEXT NOT NULL,
+    insured_id        TEXT NOT NULL,
+    hospital_code     TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    attested_sessions BIGINT NOT NULL,
+    fallback_sessions BIGINT NOT NULL,
+    attested_patients BIGINT NOT NULL,
+    claimed_lines     BIGINT NOT NULL,
+    claimed_fen       BIGINT NOT NULL,
+    claimed_patients  BIGINT NOT NULL,
+    phantom_claims    BIGINT NOT NULL,
+    phantom_fen       BIGINT NOT NULL,
+    red               BIGINT NOT NULL,
+    yellow            BIGINT NOT NULL,
+    green             BIGINT NOT NULL,
+    findings_fen      BIGINT NOT NULL,
+    PRIMARY KEY (hospital_code, insured_id, month)
+);
+CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
+CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
+CREATE INDEX patient_months_by_money ON patient_months (month, findings_fen DESC, patient_ref);
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \

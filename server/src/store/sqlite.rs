@@ -287,6 +287,36 @@ CREATE TABLE patient_months (
 CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
 CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
 "#,
+    // The patient level again, keyed for its two reads: one month in
+    // a region ranked by money (`patient_months_by_money`, no sorting of
+    // the whole month), and months summed per patient of a hospital (the
+    // primary key, grouped in key order). Its rows are derived: the next
+    // reconciliation run writes them again.
+    r#"
+DROP TABLE patient_months;
+CREATE TABLE patient_months (
+    patient_ref       TEXT NOT NULL,
+    insured_id        TEXT NOT NULL,
+    hospital_code     TEXT NOT NULL,
+    month             TEXT NOT NULL,
+    attested_sessions INTEGER NOT NULL,
+    fallback_sessions INTEGER NOT NULL,
+    attested_patients INTEGER NOT NULL,
+    claimed_lines     INTEGER NOT NULL,
+    claimed_fen       INTEGER NOT NULL,
+    claimed_patients  INTEGER NOT NULL,
+    phantom_claims    INTEGER NOT NULL,
+    phantom_fen       INTEGER NOT NULL,
+    red               INTEGER NOT NULL,
+    yellow            INTEGER NOT NULL,
+    green             INTEGER NOT NULL,
+    findings_fen      INTEGER NOT NULL,
+    PRIMARY KEY (hospital_code, insured_id, month)
+);
+CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
+CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
+CREATE INDEX patient_months_by_money ON patient_months (month, findings_fen DESC, patient_ref);
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \

@@ -182,3 +182,16 @@ impl App {
         )
     }
 }
+
+/// A generated month of `patients` (the scenario generator's files in a
+/// temporary directory), deterministic for `seed`.
+pub fn generated_month(patients: u32, seed: u64, fraud_rate: f64) -> tempfile::TempDir {
+    let mut cfg = wuding_firmware_host::scenario::ScenarioConfig::new(patients, 2026, 10);
+    cfg.seed = seed;
+    cfg.fraud_rate = fraud_rate;
+    let dir = tempfile::tempdir().unwrap();
+    wuding_firmware_host::scenario::generate(&cfg)
+        .write_to(dir.path())
+        .unwrap();
+    dir
+}

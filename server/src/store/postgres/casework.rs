@@ -261,6 +261,15 @@ impl Casework for PgStore {
         Ok(page)
     }
 
+    fn refresh_statistics(&self) -> Result<(), StoreError> {
+        // ANALYZE samples a bounded number of rows per table, so this
+        // stays cheap however large the tables grow.
+        self.client()?.batch_execute(
+            "ANALYZE findings, finding_totals, hospital_months, patient_months",
+        )?;
+        Ok(())
+    }
+
     fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError> {
         let mut c = self.client()?;
         let mut tx = c.transaction()?;

@@ -263,6 +263,12 @@ impl Casework for SqliteStore {
         Ok(page)
     }
 
+    fn refresh_statistics(&self) -> Result<(), StoreError> {
+        // Analyses what changed enough to matter, within a bounded effort.
+        self.conn().execute_batch("PRAGMA optimize")?;
+        Ok(())
+    }
+
     fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
