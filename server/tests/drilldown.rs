@@ -413,7 +413,9 @@ fn patient_pages(store: &dyn Store) {
             }
         }
     }
-    store.put_patient_months("2026-09", "2026-10", &rows).unwrap();
+    store
+        .put_patient_months("2026-09", "2026-10", &rows)
+        .unwrap();
     let page = |prefix: &str, from: &str, to: &str, sort: &str, offset: u64, limit: u64| {
         store
             .patient_page(&PatientQuery {
@@ -452,7 +454,8 @@ fn patient_pages(store: &dyn Store) {
             let (all, total) = page(prefix, from, to, sort, 0, 1_000);
             assert_eq!(total as usize, sums.len(), "{prefix} {from}..{to}");
             assert_eq!(all.len(), sums.len());
-            let key = |(money, attested): (u64, u64)| if sort == "amount" { money } else { attested };
+            let key =
+                |(money, attested): (u64, u64)| if sort == "amount" { money } else { attested };
             let mut expected: Vec<_> = sums.iter().collect();
             expected.sort_by(|a, b| key(*b.1).cmp(&key(*a.1)).then(a.0.cmp(b.0)));
             let got: Vec<_> = all

@@ -264,9 +264,8 @@ impl Casework for PgStore {
     fn refresh_statistics(&self) -> Result<(), StoreError> {
         // ANALYZE samples a bounded number of rows per table, so this
         // stays cheap however large the tables grow.
-        self.client()?.batch_execute(
-            "ANALYZE findings, finding_totals, hospital_months, patient_months",
-        )?;
+        self.client()?
+            .batch_execute("ANALYZE findings, finding_totals, hospital_months, patient_months")?;
         Ok(())
     }
 
