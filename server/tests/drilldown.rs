@@ -394,7 +394,7 @@ fn patient_pages(store: &dyn Store) {
                 continue;
             }
             for (h, hospital) in hospitals.iter().enumerate() {
-                if (p as usize + h) % 3 == 0 && h != 0 {
+                if (p as usize + h).is_multiple_of(3) && h != 0 {
                     continue;
                 }
                 let money = (p * 7_919 + h as u64 * 104_729 + m as u64 * 1_299_709) % 90_000;
