@@ -328,7 +328,7 @@ pub fn build(cfg: &ScenarioConfig) -> World {
         } else {
             (Level::County, rng.random_range(0..n_cities))
         };
-        let prefix = 510_000 + CITY_PREFIXES[city] * 100;
+        let prefix = cfg.province * 10_000 + CITY_PREFIXES[city] * 100;
         let county = match level {
             Level::City => prefix + rng.random_range(2..=7),
             Level::County => prefix + rng.random_range(21..=29),
@@ -392,7 +392,7 @@ pub fn build(cfg: &ScenarioConfig) -> World {
             code,
             name,
             level,
-            province_code: "510000".into(),
+            province_code: format!("{}0000", cfg.province),
             city_code,
             county_code: county,
             depts,
