@@ -48,7 +48,7 @@ if [[ ! -f $STORE/done ]]; then
         left=$(( left - n ))
         gen=$STORE/gen
         rm -rf "$gen"
-        "$SIM" generate --patients "$n" --month "$MONTH" --seed "$p" --province "$p" --out "$gen" | head -1
+        "$SIM" generate --patients "$n" --month "$MONTH" --seed "$p" --province "$p" --out "$gen" | sed -n 1p
         db=$STORE/national.db
         for what in terminals roster staff plans prices claims; do
             "$SRV" "import-$what" "$gen/$what.csv" --db "$db" > /dev/null
