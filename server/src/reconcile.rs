@@ -23,7 +23,8 @@ use wuding_rules::{
 };
 
 use crate::store::{
-    Alarm, FindingFilter, FindingRow, HospitalMonth, PatientMonth, Store, StoreError, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, HospitalMonth, PatientMonth, PatientRange, Store, StoreError,
+    UpsertCounts,
 };
 
 #[derive(Debug, Error)]
@@ -115,50 +116,164 @@ pub fn integrity_event(a: &Alarm) -> Option<IntegrityEvent> {
     })
 }
 
-/// Loads a period. `step` is called after each part (for a progress bar).
-pub fn load(
+/// Patients per part of a run: about 600,000 session records and as many
+/// claim lines of a dialysis-heavy month, 1 to 1.5 GB in memory at a time.
+/// A period with fewer patients is one part.
+pub const PATIENTS_PER_PART: usize = 50_000;
+
+/// What every part of a run shares: the period's plans (sorted by patient)
+/// and its integrity events, each with the patient of its accepted records
+/// (`None`: no accepted record).
+pub struct Shared {
+    pub period: Period,
+    pub plans: Vec<TreatmentPlan>,
+    pub events: Vec<(IntegrityEvent, Option<String>)>,
+}
+
+impl Shared {
+    /// Reads the period's plans and integrity events.
+    pub fn read(store: &dyn Store, period: Period) -> Result<Shared, ReconcileError> {
+        let (from, to) = (period.from.to_string(), period.to.to_string());
+        let mut plans = Vec::new();
+        for body in store.roster_bodies("plan")? {
+            let plan: TreatmentPlan =
+                serde_json::from_str(&body).map_err(|_| StoreError::Corrupt("stored plan"))?;
+            if plan.valid_from <= period.to && plan.valid_to >= period.from {
+                plans.push(plan);
+            }
+        }
+        // Stable: a patient's plans keep their stored order.
+        plans.sort_by(|a, b| a.insured_id.cmp(&b.insured_id));
+        let mut events = Vec::new();
+        for event in store
+            .alarms_between(&from, &to)?
+            .iter()
+            .filter_map(integrity_event)
+        {
+            // The event's records that are accepted sessions of the period,
+            // and whose patient they are.
+            let mut accepted = 0;
+            let mut patient = None;
+            for id in &event.record_ids {
+                if let Some((row, _)) = store.record(id)?
+                    && row.record_type == "session"
+                    && row.service_date >= from
+                    && row.service_date <= to
+                {
+                    accepted += 1;
+                    patient.get_or_insert(row.insured_id);
+                }
+            }
+            // A gap whose held record has since entered the chain was filled.
+            if event.kind == IntegrityKind::Gap && accepted == event.record_ids.len() {
+                continue;
+            }
+            events.push((event, patient));
+        }
+        Ok(Shared {
+            period,
+            plans,
+            events,
+        })
+    }
+
+    /// Splits the patients into ranges of about `per_part` patients each, by
+    /// the insured ids of the plans (patients without a plan fall in
+    /// whichever range their id does).
+    pub fn ranges(&self, per_part: usize) -> Vec<PatientRange> {
+        let mut ids: Vec<&str> = self.plans.iter().map(|p| p.insured_id.as_str()).collect();
+        ids.dedup();
+        let mut bounds: Vec<String> = ids
+            .iter()
+            .skip(per_part.max(1))
+            .step_by(per_part.max(1))
+            .map(|id| (*id).to_owned())
+            .collect();
+        bounds.dedup();
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut from = None;
+        for b in bounds {
+            ranges.push(PatientRange {
+                from: from.take(),
+                to: Some(b.clone()),
+            });
+            from = Some(b);
+        }
+        ranges.push(PatientRange { from, to: None });
+        ranges
+    }
+}
+
+/// Loads one range of patients of a period: their sessions (decoded on
+/// up to two threads), claims and plans; `first` (the first part of a run)
+/// also takes the integrity events about no accepted record.
+pub fn load_part(
     store: &dyn Store,
-    period: Period,
+    shared: &Shared,
+    range: &PatientRange,
+    first: bool,
     step: &mut dyn FnMut(&str),
 ) -> Result<Loaded, ReconcileError> {
+    let period = shared.period;
     let (from, to) = (period.from.to_string(), period.to.to_string());
-    let mut sessions = Vec::new();
-    for p in store.session_payloads(&from, &to)? {
-        // Stored payloads passed verification on the way in; one that no
-        // longer decodes is corruption, not a finding.
-        match Record::decode(&p.payload) {
-            Ok(Record::Session(record)) => sessions.push(AttestedSession {
-                record_id: p.record_id,
-                received_at_ms: p.received_at_ms,
-                record,
-            }),
-            Ok(Record::Enrolment(_)) => {}
-            Err(_) => return Err(StoreError::Corrupt("stored session payload").into()),
-        }
-    }
+    let payloads = store.session_payloads(&from, &to, range)?;
+    // Stored payloads passed verification on the way in; one that no
+    // longer decodes is corruption, not a finding.
+    let decode =
+        |chunk: &[crate::store::SessionPayload]| -> Result<Vec<AttestedSession>, StoreError> {
+            let mut out = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                match Record::decode(&p.payload) {
+                    Ok(Record::Session(record)) => out.push(AttestedSession {
+                        record_id: p.record_id,
+                        received_at_ms: p.received_at_ms,
+                        record,
+                    }),
+                    Ok(Record::Enrolment(_)) => {}
+                    Err(_) => return Err(StoreError::Corrupt("stored session payload")),
+                }
+            }
+            Ok(out)
+        };
+    let half = payloads.len().div_ceil(2);
+    let sessions = if payloads.len() < 10_000 {
+        decode(&payloads)?
+    } else {
+        let (a, b) = payloads.split_at(half);
+        let (a, b) = std::thread::scope(|scope| {
+            let second = scope.spawn(|| decode(b));
+            let first = decode(a);
+            (
+                first,
+                second
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            )
+        });
+        let mut sessions = a?;
+        sessions.extend(b?);
+        sessions
+    };
+    drop(payloads);
     step("sessions");
-    let claims = store.claims_between(&from, &to)?;
+    let claims = store.claims_of_patients(&from, &to, range)?;
     step("claims");
-    let mut plans = Vec::new();
-    for body in store.roster_bodies("plan")? {
-        let plan: TreatmentPlan =
-            serde_json::from_str(&body).map_err(|_| StoreError::Corrupt("stored plan"))?;
-        if plan.valid_from <= period.to && plan.valid_to >= period.from {
-            plans.push(plan);
-        }
-    }
-    step("plans");
-    let accepted: HashSet<RecordId> = sessions.iter().map(|s| s.record_id).collect();
-    let integrity = store
-        .alarms_between(&from, &to)?
+    let plans = shared
+        .plans
         .iter()
-        .filter_map(integrity_event)
-        // A gap whose held record has since entered the chain was filled.
-        .filter(|e| {
-            e.kind != IntegrityKind::Gap || !e.record_ids.iter().all(|id| accepted.contains(id))
-        })
+        .filter(|p| range.contains(&p.insured_id))
+        .cloned()
         .collect();
-    step("alarms");
+    let integrity = shared
+        .events
+        .iter()
+        .filter(|(_, patient)| match patient {
+            Some(p) => range.contains(p),
+            None => first,
+        })
+        .map(|(e, _)| e.clone())
+        .collect();
+    step("plans and alarms");
     Ok(Loaded {
         period,
         sessions,
@@ -166,6 +281,16 @@ pub fn load(
         plans,
         integrity,
     })
+}
+
+/// Loads a whole period as one part (the threshold what-if and tests).
+pub fn load(
+    store: &dyn Store,
+    period: Period,
+    step: &mut dyn FnMut(&str),
+) -> Result<Loaded, ReconcileError> {
+    let shared = Shared::read(store, period)?;
+    load_part(store, &shared, &PatientRange::all(), true, step)
 }
 
 /// A finding as stored.
@@ -235,12 +360,29 @@ pub struct Summary {
     pub by_rule: BTreeMap<String, Tally>,
     /// What the upsert did: new, updated, unchanged.
     pub stored: UpsertCounts,
+    /// Ranges of patients the period was loaded in, one at a time.
+    pub parts: usize,
     pub load_ms: u64,
     pub reconcile_ms: u64,
     pub store_ms: u64,
 }
 
 impl Summary {
+    /// Counts findings into the totals.
+    fn add_findings(&mut self, findings: &[Finding]) {
+        for f in findings {
+            self.total.add(f.amount_fen);
+            self.by_severity
+                .entry(f.severity.code().to_owned())
+                .or_default()
+                .add(f.amount_fen);
+            self.by_rule
+                .entry(f.rule_id.clone())
+                .or_default()
+                .add(f.amount_fen);
+        }
+    }
+
     /// A short human-readable report.
     pub fn render(&self) -> String {
         let yuan = |fen: u64| format!("{}.{:02}", fen / 100, fen % 100);
@@ -279,18 +421,22 @@ impl Summary {
             ));
         }
         out.push_str(&format!(
-            "time: load {} ms, reconcile {} ms, store {} ms\n",
-            self.load_ms, self.reconcile_ms, self.store_ms
+            "time: load {} ms, reconcile {} ms, store {} ms ({} part{})\n",
+            self.load_ms,
+            self.reconcile_ms,
+            self.store_ms,
+            self.parts,
+            if self.parts == 1 { "" } else { "s" }
         ));
         out
     }
 }
 
-fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
+fn progress_bar(show: bool, steps: u64) -> Option<indicatif::ProgressBar> {
     if !show {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(6);
+    let bar = indicatif::ProgressBar::new(steps);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")
             .expect("valid template"),
@@ -309,75 +455,168 @@ pub fn run(
     now_ms: i64,
     progress: bool,
 ) -> Result<(Summary, Vec<Finding>), ReconcileError> {
-    let bar = progress_bar(progress);
-    let mut step = |what: &str| {
+    let mut all = Vec::new();
+    let summary = run_in_parts(
+        store,
+        rules,
+        period,
+        now_ms,
+        progress,
+        PATIENTS_PER_PART,
+        &mut |found| all.extend_from_slice(found),
+    )?;
+    wuding_rules::sort_findings(&mut all);
+    Ok((summary, all))
+}
+
+/// [`run`], one range of about `per_part` patients at a time (see
+/// [`wuding_rules::reconcile_part`]): each part is loaded, reconciled and
+/// its findings stored before the next is loaded, so memory holds one part;
+/// the rules that look across patients (fallback rates per terminal and
+/// nurse, peer statistics) run last over the parts' merged tallies. The
+/// findings are those of a single run over the whole period, whatever
+/// `per_part`. `found` sees each part's findings as they are stored.
+pub fn run_in_parts(
+    store: &dyn Store,
+    rules: &Ruleset,
+    period: Period,
+    now_ms: i64,
+    progress: bool,
+    per_part: usize,
+    found: &mut dyn FnMut(&[Finding]),
+) -> Result<Summary, ReconcileError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (mut load_ms, mut reconcile_ms, mut store_ms) = (0u64, 0u64, 0u64);
+    let ms = |t: Instant| t.elapsed().as_millis() as u64;
+    let t = Instant::now();
+    let shared = Shared::read(store, period)?;
+    let ranges = shared.ranges(per_part);
+    load_ms += ms(t);
+    let bar = progress_bar(progress, ranges.len() as u64 * 3 + 1);
+    let parts = ranges.len();
+    let step = |what: &str| {
         if let Some(b) = &bar {
             b.inc(1);
-            b.set_message(format!("loaded {what}"));
+            b.set_message(what.to_owned());
         }
     };
-    let t = Instant::now();
-    let loaded = load(store, period, &mut step)?;
-    let load_ms = t.elapsed().as_millis() as u64;
-    if let Some(b) = &bar {
-        b.set_message("reconciling");
-    }
-    let t = Instant::now();
-    let findings = wuding_rules::reconcile(rules, &loaded.dataset());
-    let reconcile_ms = t.elapsed().as_millis() as u64;
-    step("findings");
-    if let Some(b) = &bar {
-        b.set_message("storing findings");
-    }
-    let t = Instant::now();
-    let rows: Vec<FindingRow> = findings.iter().map(finding_row).collect();
-    let stored = store.upsert_findings(&rows, now_ms)?;
-    let months = hospital_months(&loaded, &findings);
-    let (from_month, to_month) = (
-        period.from.to_string()[..7].to_owned(),
-        period.to.to_string()[..7].to_owned(),
-    );
-    store.put_hospital_months(&from_month, &to_month, &months)?;
-    let key = patient_ref_key(store)?;
-    let patients = patient_months(&loaded, &findings, &|id| patient_ref(&key, id));
-    store.put_patient_months(&from_month, &to_month, &patients)?;
-    store.refresh_finding_totals(&from_month, &to_month)?;
-    store.refresh_statistics()?;
-    let store_ms = t.elapsed().as_millis() as u64;
-    step("stored");
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
     let mut summary = Summary {
         from: period.from.to_string(),
         to: period.to.to_string(),
         ruleset_version: rules.version.clone(),
-        sessions: loaded.sessions.len(),
-        claims: loaded.claims.len(),
-        plans: loaded.plans.len(),
-        integrity_events: loaded.integrity.len(),
+        sessions: 0,
+        claims: 0,
+        plans: 0,
+        integrity_events: 0,
         total: Tally::default(),
         by_severity: BTreeMap::new(),
         by_rule: BTreeMap::new(),
-        stored,
-        load_ms,
-        reconcile_ms,
-        store_ms,
+        stored: UpsertCounts::default(),
+        parts,
+        load_ms: 0,
+        reconcile_ms: 0,
+        store_ms: 0,
     };
-    for f in &findings {
-        summary.total.add(f.amount_fen);
-        summary
-            .by_severity
-            .entry(f.severity.code().to_owned())
-            .or_default()
-            .add(f.amount_fen);
-        summary
-            .by_rule
-            .entry(f.rule_id.clone())
-            .or_default()
-            .add(f.amount_fen);
+    let key = patient_ref_key(store)?;
+    let mut hospitals: BTreeMap<(String, String), HospitalMonth> = BTreeMap::new();
+    let mut patients: Vec<PatientMonth> = Vec::new();
+    let mut tallies = wuding_rules::CrossTallies::default();
+    let mut store_part = |loaded: &Loaded,
+                          findings: &[Finding],
+                          summary: &mut Summary|
+     -> Result<(), ReconcileError> {
+        let rows: Vec<FindingRow> = findings.iter().map(finding_row).collect();
+        let counts = store.upsert_findings(&rows, now_ms)?;
+        summary.stored.new += counts.new;
+        summary.stored.updated += counts.updated;
+        summary.stored.unchanged += counts.unchanged;
+        for m in hospital_months(loaded, findings) {
+            match hospitals.entry((m.month.clone(), m.hospital_code.clone())) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(m);
+                }
+                std::collections::btree_map::Entry::Occupied(mut o) => add_figures(o.get_mut(), &m),
+            }
+        }
+        patients.extend(patient_months(loaded, findings, &|id| {
+            patient_ref(&key, id)
+        }));
+        summary.add_findings(findings);
+        found(findings);
+        Ok(())
+    };
+    for (i, range) in ranges.iter().enumerate() {
+        let mut part_step = |what: &str| step(&format!("part {}/{parts}: loaded {what}", i + 1));
+        let t = Instant::now();
+        let loaded = load_part(store, &shared, range, i == 0, &mut part_step)?;
+        load_ms += ms(t);
+        let t = Instant::now();
+        let part = wuding_rules::reconcile_part(rules, &loaded.dataset(), threads);
+        reconcile_ms += ms(t);
+        let t = Instant::now();
+        summary.sessions += loaded.sessions.len();
+        summary.claims += loaded.claims.len();
+        summary.plans += loaded.plans.len();
+        summary.integrity_events += loaded.integrity.len();
+        store_part(&loaded, &part.findings, &mut summary)?;
+        tallies.merge(part.tallies);
+        store_ms += ms(t);
+        step(&format!("part {}/{parts}: stored", i + 1));
     }
-    Ok((summary, findings))
+    let t = Instant::now();
+    let cross = tallies.findings(rules, period);
+    reconcile_ms += ms(t);
+    let t = Instant::now();
+    let nothing = Loaded {
+        period,
+        sessions: Vec::new(),
+        claims: Vec::new(),
+        plans: Vec::new(),
+        integrity: Vec::new(),
+    };
+    store_part(&nothing, &cross, &mut summary)?;
+    let (from_month, to_month) = (
+        period.from.to_string()[..7].to_owned(),
+        period.to.to_string()[..7].to_owned(),
+    );
+    let months: Vec<HospitalMonth> = hospitals.into_values().collect();
+    store.put_hospital_months(&from_month, &to_month, &months)?;
+    patients.sort_by(|a, b| {
+        (&a.figures.month, &a.figures.hospital_code, &a.insured_id).cmp(&(
+            &b.figures.month,
+            &b.figures.hospital_code,
+            &b.insured_id,
+        ))
+    });
+    store.put_patient_months(&from_month, &to_month, &patients)?;
+    store.refresh_finding_totals(&from_month, &to_month)?;
+    store.refresh_statistics()?;
+    store_ms += ms(t);
+    step("stored");
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    summary.load_ms = load_ms;
+    summary.reconcile_ms = reconcile_ms;
+    summary.store_ms = store_ms;
+    Ok(summary)
+}
+
+/// Adds `more`'s counters to `into` (parts have disjoint patients, so
+/// patient counts add up too).
+fn add_figures(into: &mut HospitalMonth, more: &HospitalMonth) {
+    into.attested_sessions += more.attested_sessions;
+    into.fallback_sessions += more.fallback_sessions;
+    into.attested_patients += more.attested_patients;
+    into.claimed_lines += more.claimed_lines;
+    into.claimed_fen = into.claimed_fen.saturating_add(more.claimed_fen);
+    into.claimed_patients += more.claimed_patients;
+    into.phantom_claims += more.phantom_claims;
+    into.phantom_fen = into.phantom_fen.saturating_add(more.phantom_fen);
+    into.red += more.red;
+    into.yellow += more.yellow;
+    into.green += more.green;
+    into.findings_fen = into.findings_fen.saturating_add(more.findings_fen);
 }
 
 /// The dashboard's figures per hospital and month of a reconciled period:

@@ -79,9 +79,7 @@ struct Engine<'a> {
     pairs: Vec<(u32, u32)>,
     /// Claim views whose amount exceeds their sessions' charges.
     above_charge: Vec<bool>,
-    /// Each rule's parameters rendered for its findings, by
-    /// [`rule_index`].
-    params: Vec<BTreeMap<String, String>>,
+    emit: Emit<'a>,
     sessions_by: ByPatient,
     claims_by: ByPatient,
 }
@@ -143,7 +141,36 @@ pub fn reconcile(ruleset: &Ruleset, data: &Dataset<'_>) -> Vec<Finding> {
 /// number of threads: each phase writes its own list and the lists are
 /// joined in phase order before the final sort. Beyond two threads nothing
 /// is gained: the work is split in two halves of similar cost.
+///
+/// The whole data set is one part of a partitioned run ([`reconcile_part`]).
 pub fn reconcile_on(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Vec<Finding> {
+    let part = reconcile_part(ruleset, data, threads);
+    let mut out = part.findings;
+    out.extend(part.tallies.findings(ruleset, data.period));
+    sort_findings(&mut out);
+    out
+}
+
+/// What one part of a partitioned run found: the findings of every rule
+/// that looks at one patient, one record, one claim or one chain (final),
+/// and the tallies of the rules that look across patients.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// In the order [`reconcile`] gives them.
+    pub findings: Vec<Finding>,
+    /// To be merged over all parts; [`CrossTallies::findings`] then gives
+    /// the cross-patient findings.
+    pub tallies: CrossTallies,
+}
+
+/// Reconciles one part of a period partitioned by patient. The parts'
+/// findings are disjoint and, with the findings of their merged tallies,
+/// exactly those of one run over all the data, provided that each patient's
+/// sessions, claims and plans are all in one part, and that each integrity
+/// event is in exactly one part: the part holding its accepted records, if
+/// any. This is how a month too large for memory is reconciled (the server
+/// loads one share of the patients at a time).
+pub fn reconcile_part(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Part {
     let parallel = threads > 1;
     let mut e = Engine::new(ruleset, data, parallel);
     let mut out = e.join_slots(parallel);
@@ -155,16 +182,17 @@ pub fn reconcile_on(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Ve
         found
     };
     let the_rest = || {
-        let mut found: [Vec<Finding>; 5] = Default::default();
-        let [session, fallback, plans, integrity, peers] = &mut found;
+        let mut found: [Vec<Finding>; 4] = Default::default();
+        let mut tallies = CrossTallies::default();
+        let [session, fallback, plans, integrity] = &mut found;
         e.per_session(session);
-        e.fallback_rates(fallback);
+        e.fallback_rates(fallback, &mut tallies);
         e.plan_checks(plans);
         e.integrity(integrity);
-        e.peers(peers);
-        found
+        tallies.peers = e.peer_tallies();
+        (found, tallies)
     };
-    let (patient, [session, fallback, plans, integrity, peers]) = if parallel {
+    let (patient, ([session, fallback, plans, integrity], tallies)) = if parallel {
         std::thread::scope(|scope| {
             let patient = scope.spawn(per_patient);
             let rest = the_rest();
@@ -179,14 +207,22 @@ pub fn reconcile_on(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Ve
     };
     // Phase order, as if run one after another: dedup below keeps the
     // first of two findings with one id, so the order decides which.
-    for phase in [session, patient, fallback, plans, integrity, peers] {
+    for phase in [session, patient, fallback, plans, integrity] {
         out.extend(phase);
     }
+    sort_findings(&mut out);
+    Part {
+        findings: out,
+        tallies,
+    }
+}
+
+/// Sorts findings by severity, rule and id and keeps one finding per id
+/// (the first): a defect reported twice (measured from the receipt time
+/// and reported by ingest) is one finding.
+pub fn sort_findings(out: &mut Vec<Finding>) {
     out.sort_by(|a, b| (a.severity, &a.rule_id, a.id).cmp(&(b.severity, &b.rule_id, b.id)));
-    // One finding per rule and subject: a defect reported twice (measured
-    // from the receipt time and reported by ingest) is one finding.
     out.dedup_by(|a, b| a.id == b.id);
-    out
 }
 
 /// Strings numbered in order of first appearance.
@@ -331,6 +367,60 @@ fn claim_views<'a>(
     cv
 }
 
+/// Makes findings of a ruleset: severity, version and rendered
+/// parameters of each rule.
+struct Emit<'r> {
+    rs: &'r Ruleset,
+    /// Each rule's parameters rendered for its findings, by
+    /// [`rule_index`].
+    params: Vec<BTreeMap<String, String>>,
+}
+
+impl<'r> Emit<'r> {
+    fn new(rs: &'r Ruleset) -> Emit<'r> {
+        Emit {
+            rs,
+            params: RuleId::ALL.iter().map(|r| rs.params_of(*r)).collect(),
+        }
+    }
+
+    /// Adds a finding of `rule` to `out`, if the rule is active.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &self,
+        out: &mut Vec<Finding>,
+        rule: RuleId,
+        date: Option<Date>,
+        subject: Subject,
+        id_parts: &[&str],
+        hospital: Option<&str>,
+        patient: Option<&str>,
+        claim_ids: Vec<String>,
+        record_ids: Vec<RecordId>,
+        amount_fen: u64,
+        explanation: Text,
+    ) {
+        let Some(severity) = self.rs.active(rule) else {
+            return;
+        };
+        out.push(Finding {
+            id: FindingId::of(rule.code(), id_parts),
+            rule_id: rule.code().to_owned(),
+            ruleset_version: self.rs.version.clone(),
+            params: self.params[rule_index(rule)].clone(),
+            severity,
+            date,
+            subject,
+            hospital_code: hospital.map(str::to_owned),
+            insured_id: patient.map(str::to_owned),
+            claim_ids,
+            record_ids,
+            amount_fen,
+            explanation,
+        });
+    }
+}
+
 impl<'a> Engine<'a> {
     /// Numbers patients, hospitals, terminals and nurses in order of first
     /// appearance (sessions, then claims) and builds the views. With
@@ -384,7 +474,7 @@ impl<'a> Engine<'a> {
             claim_of_session: vec![NONE; n_s],
             pairs: Vec::new(),
             above_charge: vec![false; n_c],
-            params: RuleId::ALL.iter().map(|r| rs.params_of(*r)).collect(),
+            emit: Emit::new(rs),
         }
     }
 
@@ -411,24 +501,19 @@ impl<'a> Engine<'a> {
         amount_fen: u64,
         explanation: Text,
     ) {
-        let Some(severity) = self.rs.active(rule) else {
-            return;
-        };
-        out.push(Finding {
-            id: FindingId::of(rule.code(), id_parts),
-            rule_id: rule.code().to_owned(),
-            ruleset_version: self.rs.version.clone(),
-            params: self.params[rule_index(rule)].clone(),
-            severity,
+        self.emit.push(
+            out,
+            rule,
             date,
             subject,
-            hospital_code: hospital.map(str::to_owned),
-            insured_id: patient.map(str::to_owned),
+            id_parts,
+            hospital,
+            patient,
             claim_ids,
             record_ids,
             amount_fen,
             explanation,
-        });
+        );
     }
 
     /// A finding about one attested session record: subject, date,
@@ -1275,106 +1360,83 @@ impl<'a> Engine<'a> {
 
     // ------------------------------------------------------ fallback rates
 
-    fn fallback_rates(&self, out: &mut Vec<Finding>) {
-        let period = format!("{}..{}", self.data.period.from, self.data.period.to);
-        for (rule, by) in [
-            (RuleId::FallbackRateTerminal, 0u8),
-            (RuleId::FallbackRateNurse, 1),
-            (RuleId::FallbackRatePatient, 2),
-        ] {
-            if self.rs.active(rule).is_none() {
+    /// Sessions and fallback sessions per terminal (`by` 0), nurse (1) or
+    /// patient (2). With `every_key`, keys without a fallback session are
+    /// counted too (a terminal's or nurse's other parts may have some).
+    fn fallback_tallies(&self, by: u8, every_key: bool) -> BTreeMap<String, FallbackTally> {
+        let key_of = |view: &SessView| -> u32 {
+            match by {
+                0 => view.terminal,
+                1 => view.nurse,
+                _ => view.patient,
+            }
+        };
+        // Per key: sessions, first session view, fallback session views.
+        let mut counts: Vec<(u64, u32, Vec<u32>)> = Vec::new();
+        for (v, view) in self.sv.iter().enumerate() {
+            let k = key_of(view) as usize;
+            if k >= counts.len() {
+                counts.resize_with(k + 1, || (0, NONE, Vec::new()));
+            }
+            let c = &mut counts[k];
+            c.0 += 1;
+            if c.1 == NONE {
+                c.1 = v as u32;
+            }
+            if view.fallback {
+                c.2.push(v as u32);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (n, first, list) in counts {
+            if n == 0 || !(every_key || !list.is_empty()) {
                 continue;
             }
-            let max_rate = self.rs.float(rule, "max_rate");
-            let min_sessions = self.rs.int(rule, "min_sessions") as u64;
-            let key_of = |v: &SessView| -> u32 {
-                match by {
-                    0 => v.terminal,
-                    1 => v.nurse,
-                    _ => v.patient,
-                }
+            let r = &self.session(first).record;
+            let name = match by {
+                0 => &r.terminal_id,
+                1 => &r.nurse_id,
+                _ => &r.patient.insured_id,
             };
-            let mut counts: Vec<(u64, u64)> = Vec::new();
-            for view in &self.sv {
-                let k = key_of(view) as usize;
-                if k >= counts.len() {
-                    counts.resize(k + 1, (0, 0));
-                }
-                counts[k].0 += 1;
-                counts[k].1 += u64::from(view.fallback);
-            }
-            let over =
-                |(n, fb): (u64, u64)| n >= min_sessions && (fb as f64) > max_rate * (n as f64);
-            let mut lists: FxMap<u32, Vec<u32>> = map_with(64);
-            for (v, view) in self.sv.iter().enumerate() {
-                let k = key_of(view);
-                if view.fallback && over(counts[k as usize]) {
-                    lists.entry(k).or_default().push(v as u32);
-                }
-            }
-            let mut flagged: Vec<(&'a str, u64, u64, Vec<u32>)> = lists
-                .into_iter()
-                .map(|(k, list)| {
-                    let r = &self.session(list[0]).record;
-                    let name: &'a str = match by {
-                        0 => &r.terminal_id,
-                        1 => &r.nurse_id,
-                        _ => &r.patient.insured_id,
-                    };
-                    let (n, fb) = counts[k as usize];
-                    (name, n, fb, list)
+            let fallback = list
+                .iter()
+                .map(|&v| {
+                    let s = self.session(v);
+                    FallbackSession {
+                        start_ms: self.sv[v as usize].start_ms,
+                        record_id: s.record_id,
+                        hospital: s.record.hospital_code.clone(),
+                        claim_id: match self.claim_of_session[v as usize] {
+                            NONE => None,
+                            c => Some(self.claim(c).claim_id.clone()),
+                        },
+                        amount: self.claimed_amount(v),
+                    }
                 })
                 .collect();
-            flagged.sort_by(|a, b| a.0.cmp(b.0));
-            for (key, n, fb, mut list) in flagged {
-                list.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
-                let first = &self.session(list[0]).record;
-                let hospital = first.hospital_code.clone();
-                let patient = (by == 2).then(|| key.to_owned());
-                let mut records: Vec<RecordId> =
-                    list.iter().map(|&v| self.session(v).record_id).collect();
-                records.sort();
-                let mut claims: Vec<String> = list
-                    .iter()
-                    .filter_map(|&v| match self.claim_of_session[v as usize] {
-                        NONE => None,
-                        c => Some(self.claim(c).claim_id.clone()),
-                    })
-                    .collect();
-                claims.sort();
-                let amount: u64 = list
-                    .iter()
-                    .map(|&v| self.claimed_amount(v))
-                    .fold(0, u64::saturating_add);
-                let pct = fb as f64 * 100.0 / n as f64;
-                let limit = max_rate * 100.0;
-                let (who_zh, who_en, subject) = match by {
-                    0 => ("终端", "terminal", Subject::Terminal(key.to_owned())),
-                    1 => ("护士", "nurse", Subject::Nurse(key.to_owned())),
-                    _ => ("患者", "patient", Subject::Patient(key.to_owned())),
-                };
-                let shown = if by == 2 { "" } else { key };
-                self.push(
-                    out,
-                    rule,
-                    Some(self.data.period.from),
-                    subject,
-                    &[key, &period],
-                    Some(&hospital),
-                    patient.as_deref(),
-                    claims,
-                    records,
-                    amount,
-                    Text {
-                        zh: format!(
-                            "{who_zh} {shown} 的 {n} 次治疗中 {fb} 次人工监督核验（{pct:.1}%），高于 {limit:.1}%"
-                        ),
-                        en: format!(
-                            "{who_en} {shown}: {fb} of {n} sessions by supervised fallback ({pct:.1}%), above {limit:.1}%"
-                        ),
-                    },
-                );
-            }
+            out.insert(
+                name.clone(),
+                FallbackTally {
+                    sessions: n,
+                    fallback,
+                },
+            );
+        }
+        out
+    }
+
+    /// The per-patient fallback rate (complete within a part: all of a
+    /// patient's sessions are in it) and the terminal and nurse tallies.
+    fn fallback_rates(&self, out: &mut Vec<Finding>, cross: &mut CrossTallies) {
+        if self.rs.active(RuleId::FallbackRatePatient).is_some() {
+            let patients = self.fallback_tallies(2, false);
+            fallback_findings(&self.emit, self.data.period, 2, patients, out);
+        }
+        if self.rs.active(RuleId::FallbackRateTerminal).is_some() {
+            cross.fallback[0] = self.fallback_tallies(0, true);
+        }
+        if self.rs.active(RuleId::FallbackRateNurse).is_some() {
+            cross.fallback[1] = self.fallback_tallies(1, true);
         }
     }
 
@@ -1726,16 +1788,16 @@ impl<'a> Engine<'a> {
 
     // ---------------------------------------------------------------- peers
 
-    fn peers(&self, out: &mut Vec<Finding>) {
+    /// Units, money and patients claimed per hospital and month, for the
+    /// peer comparison.
+    fn peer_tallies(&self) -> BTreeMap<(i16, i8), BTreeMap<String, PeerTally>> {
+        let mut by_month: BTreeMap<(i16, i8), BTreeMap<String, PeerTally>> = BTreeMap::new();
         if self.rs.active(RuleId::PeerSessions).is_none() {
-            return;
+            return by_month;
         }
         let kinds = self.rs.kinds(RuleId::PeerSessions, "kinds").to_vec();
-        let max_ratio = self.rs.float(RuleId::PeerSessions, "max_ratio_to_median");
-        let min_patients = self.rs.int(RuleId::PeerSessions, "min_patients") as u64;
-        let min_peers = self.rs.int(RuleId::PeerSessions, "min_peers") as usize;
         // (hospital, year, month) -> units, amount, patients
-        let mut groups: FxMap<(u32, i16, i8), (u64, u64, u64)> = map_with(1024);
+        let mut groups: FxMap<(u32, i16, i8), PeerTally> = map_with(1024);
         let mut seen: FxSet<(u32, u32, i16, i8)> = FxSet::default();
         let mut names: FxMap<u32, &'a str> = map_with(1024);
         for view in &self.cv {
@@ -1745,74 +1807,234 @@ impl<'a> Engine<'a> {
             }
             let key = (view.hospital, view.date.year(), view.date.month());
             names.entry(view.hospital).or_insert(&claim.hospital_code);
-            let g = groups.entry(key).or_insert((0, 0, 0));
-            g.0 += u64::from(claim.quantity);
-            g.1 = g.1.saturating_add(claim.amount_fen);
+            let g = groups.entry(key).or_default();
+            g.units += u64::from(claim.quantity);
+            g.amount = g.amount.saturating_add(claim.amount_fen);
             if seen.insert((view.hospital, view.patient, key.1, key.2)) {
-                g.2 += 1;
+                g.patients += 1;
             }
         }
-        type Row<'r> = (&'r str, u64, u64, u64);
-        let mut by_month: BTreeMap<(i16, i8), Vec<Row<'_>>> = BTreeMap::new();
-        for ((h, y, m), (units, amount, patients)) in groups {
-            if patients >= min_patients {
-                by_month
-                    .entry((y, m))
-                    .or_default()
-                    .push((names[&h], units, amount, patients));
+        for ((h, y, m), tally) in groups {
+            by_month
+                .entry((y, m))
+                .or_default()
+                .insert(names[&h].to_owned(), tally);
+        }
+        by_month
+    }
+}
+
+/// One session attested by supervised fallback, as a fallback-rate
+/// finding cites it.
+#[derive(Debug, Clone)]
+struct FallbackSession {
+    start_ms: i64,
+    record_id: RecordId,
+    hospital: String,
+    claim_id: Option<String>,
+    /// Claimed amount of the session.
+    amount: u64,
+}
+
+/// A terminal's, nurse's or patient's sessions in (a part of) the period.
+#[derive(Debug, Clone, Default)]
+struct FallbackTally {
+    sessions: u64,
+    fallback: Vec<FallbackSession>,
+}
+
+/// A hospital's claims of one month (kinds the peer rule compares).
+#[derive(Debug, Clone, Copy, Default)]
+struct PeerTally {
+    units: u64,
+    amount: u64,
+    /// Distinct patients.
+    patients: u64,
+}
+
+/// What the rules that look across patients (fallback rates per terminal
+/// and nurse, peer statistics per hospital) need from a part of the
+/// patients. Tallies of parts with disjoint patients add up.
+#[derive(Debug, Clone, Default)]
+pub struct CrossTallies {
+    /// Per terminal (0) and nurse (1).
+    fallback: [BTreeMap<String, FallbackTally>; 2],
+    peers: BTreeMap<(i16, i8), BTreeMap<String, PeerTally>>,
+}
+
+impl CrossTallies {
+    /// Adds another part's tallies (the parts' patients must be disjoint:
+    /// a hospital's patients are counted, not deduplicated).
+    pub fn merge(&mut self, other: CrossTallies) {
+        for (mine, theirs) in self.fallback.iter_mut().zip(other.fallback) {
+            for (key, t) in theirs {
+                let m = mine.entry(key).or_default();
+                m.sessions += t.sessions;
+                m.fallback.extend(t.fallback);
             }
         }
-        for ((year, month), mut rows) in by_month {
-            if rows.len() < min_peers {
+        for (month, hospitals) in other.peers {
+            let mine = self.peers.entry(month).or_default();
+            for (h, t) in hospitals {
+                let m = mine.entry(h).or_default();
+                m.units += t.units;
+                m.amount = m.amount.saturating_add(t.amount);
+                m.patients += t.patients;
+            }
+        }
+    }
+
+    /// The findings of the cross-patient rules over the merged tallies
+    /// (fallback rate per terminal and per nurse, peer sessions).
+    pub fn findings(self, ruleset: &Ruleset, period: crate::model::Period) -> Vec<Finding> {
+        let emit = Emit::new(ruleset);
+        let mut out = Vec::new();
+        let [terminals, nurses] = self.fallback;
+        fallback_findings(&emit, period, 0, terminals, &mut out);
+        fallback_findings(&emit, period, 1, nurses, &mut out);
+        peer_findings(&emit, self.peers, &mut out);
+        out
+    }
+}
+
+/// Fallback-rate findings of terminals (`by` 0), nurses (1) or patients
+/// (2) over complete tallies, in key order.
+fn fallback_findings(
+    emit: &Emit<'_>,
+    period: crate::model::Period,
+    by: u8,
+    tallies: BTreeMap<String, FallbackTally>,
+    out: &mut Vec<Finding>,
+) {
+    let rule = match by {
+        0 => RuleId::FallbackRateTerminal,
+        1 => RuleId::FallbackRateNurse,
+        _ => RuleId::FallbackRatePatient,
+    };
+    if emit.rs.active(rule).is_none() {
+        return;
+    }
+    let max_rate = emit.rs.float(rule, "max_rate");
+    let min_sessions = emit.rs.int(rule, "min_sessions") as u64;
+    let range = format!("{}..{}", period.from, period.to);
+    for (key, tally) in tallies {
+        let n = tally.sessions;
+        let fb = tally.fallback.len() as u64;
+        if fb == 0 || n < min_sessions || (fb as f64) <= max_rate * (n as f64) {
+            continue;
+        }
+        let mut list = tally.fallback;
+        list.sort_by_key(|s| (s.start_ms, s.record_id));
+        let hospital = list[0].hospital.clone();
+        let patient = (by == 2).then(|| key.clone());
+        let mut records: Vec<RecordId> = list.iter().map(|s| s.record_id).collect();
+        records.sort();
+        let amount: u64 = list.iter().map(|s| s.amount).fold(0, u64::saturating_add);
+        let mut claims: Vec<String> = list.into_iter().filter_map(|s| s.claim_id).collect();
+        claims.sort();
+        let pct = fb as f64 * 100.0 / n as f64;
+        let limit = max_rate * 100.0;
+        let (who_zh, who_en, subject) = match by {
+            0 => ("终端", "terminal", Subject::Terminal(key.clone())),
+            1 => ("护士", "nurse", Subject::Nurse(key.clone())),
+            _ => ("患者", "patient", Subject::Patient(key.clone())),
+        };
+        let shown = if by == 2 { "" } else { key.as_str() };
+        emit.push(
+            out,
+            rule,
+            Some(period.from),
+            subject,
+            &[&key, &range],
+            Some(&hospital),
+            patient.as_deref(),
+            claims,
+            records,
+            amount,
+            Text {
+                zh: format!(
+                    "{who_zh} {shown} 的 {n} 次治疗中 {fb} 次人工监督核验（{pct:.1}%），高于 {limit:.1}%"
+                ),
+                en: format!(
+                    "{who_en} {shown}: {fb} of {n} sessions by supervised fallback ({pct:.1}%), above {limit:.1}%"
+                ),
+            },
+        );
+    }
+}
+
+/// Peer-sessions findings over complete per-hospital tallies: a hospital
+/// whose sessions per patient-month stand too far above its peers' median.
+fn peer_findings(
+    emit: &Emit<'_>,
+    by_month: BTreeMap<(i16, i8), BTreeMap<String, PeerTally>>,
+    out: &mut Vec<Finding>,
+) {
+    let rs = emit.rs;
+    if rs.active(RuleId::PeerSessions).is_none() {
+        return;
+    }
+    let max_ratio = rs.float(RuleId::PeerSessions, "max_ratio_to_median");
+    let min_patients = rs.int(RuleId::PeerSessions, "min_patients") as u64;
+    let min_peers = rs.int(RuleId::PeerSessions, "min_peers") as usize;
+    for ((year, month), hospitals) in by_month {
+        // In hospital-code order (a BTreeMap).
+        let rows: Vec<(String, PeerTally)> = hospitals
+            .into_iter()
+            .filter(|(_, t)| t.patients >= min_patients)
+            .collect();
+        if rows.len() < min_peers {
+            continue;
+        }
+        let mut rates: Vec<f64> = rows
+            .iter()
+            .map(|(_, t)| t.units as f64 / t.patients as f64)
+            .collect();
+        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+        let sd =
+            (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64).sqrt();
+        rates.sort_by(f64::total_cmp);
+        let mid = rates.len() / 2;
+        let median = if rates.len().is_multiple_of(2) {
+            (rates[mid - 1] + rates[mid]) / 2.0
+        } else {
+            rates[mid]
+        };
+        if median <= 0.0 {
+            continue;
+        }
+        let period = format!("{year}-{month:02}");
+        for (hospital, t) in rows {
+            let (units, amount, patients) = (t.units, t.amount, t.patients);
+            let rate = units as f64 / patients as f64;
+            let ratio = rate / median;
+            if ratio <= max_ratio {
                 continue;
             }
-            rows.sort_by(|a, b| a.0.cmp(b.0));
-            let mut rates: Vec<f64> = rows.iter().map(|r| r.1 as f64 / r.3 as f64).collect();
-            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
-            let sd =
-                (rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64).sqrt();
-            rates.sort_by(f64::total_cmp);
-            let mid = rates.len() / 2;
-            let median = if rates.len().is_multiple_of(2) {
-                (rates[mid - 1] + rates[mid]) / 2.0
-            } else {
-                rates[mid]
-            };
-            if median <= 0.0 {
-                continue;
-            }
-            let period = format!("{year}-{month:02}");
-            for (hospital, units, amount, patients) in rows {
-                let rate = units as f64 / patients as f64;
-                let ratio = rate / median;
-                if ratio <= max_ratio {
-                    continue;
-                }
-                let z = if sd > 0.0 { (rate - mean) / sd } else { 0.0 };
-                let excess = ((rate - median) * patients as f64).round().max(0.0) as u64;
-                let unit = amount / units.max(1);
-                let peers = rates.len();
-                self.push(
-                    out,
-                    RuleId::PeerSessions,
-                    Date::new(year, month, 1).ok(),
-                    Subject::Hospital(hospital.to_owned()),
-                    &[hospital, &period],
-                    Some(hospital),
-                    None,
-                    Vec::new(),
-                    Vec::new(),
-                    excess.saturating_mul(unit),
-                    Text {
-                        zh: format!(
-                            "{period} {hospital} 人均申报 {rate:.2} 次/月，同类 {peers} 家机构中位数 {median:.2}（{ratio:.2} 倍，z = {z:.1}）"
-                        ),
-                        en: format!(
-                            "{period}: {hospital} claimed {rate:.2} sessions per patient-month against a median of {median:.2} over {peers} peers ({ratio:.2}x, z = {z:.1})"
-                        ),
-                    },
-                );
-            }
+            let z = if sd > 0.0 { (rate - mean) / sd } else { 0.0 };
+            let excess = ((rate - median) * patients as f64).round().max(0.0) as u64;
+            let unit = amount / units.max(1);
+            let peers = rates.len();
+            emit.push(
+                out,
+                RuleId::PeerSessions,
+                Date::new(year, month, 1).ok(),
+                Subject::Hospital(hospital.clone()),
+                &[&hospital, &period],
+                Some(&hospital),
+                None,
+                Vec::new(),
+                Vec::new(),
+                excess.saturating_mul(unit),
+                Text {
+                    zh: format!(
+                        "{period} {hospital} 人均申报 {rate:.2} 次/月，同类 {peers} 家机构中位数 {median:.2}（{ratio:.2} 倍，z = {z:.1}）"
+                    ),
+                    en: format!(
+                        "{period}: {hospital} claimed {rate:.2} sessions per patient-month against a median of {median:.2} over {peers} peers ({ratio:.2}x, z = {z:.1})"
+                    ),
+                },
+            );
         }
     }
 }

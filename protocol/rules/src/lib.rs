@@ -28,7 +28,7 @@ pub use config::{
     BedsideAction, Composite, Condition, ConfigError, DEFAULT_RULES, ParamKind, ParamSpec,
     ParamValue, RuleConfig, RuleId, Ruleset, Scope, Severity,
 };
-pub use engine::{reconcile, reconcile_on};
+pub use engine::{CrossTallies, Part, reconcile, reconcile_on, reconcile_part, sort_findings};
 pub use model::{
     AttestedSession, Dataset, Finding, FindingId, IntegrityEvent, IntegrityKind, Period, Subject,
     Text, date_from_days, days_from_date, local_date,

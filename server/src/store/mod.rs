@@ -181,11 +181,24 @@ pub trait Store: Casework + Send + Sync {
     /// Bodies of every roster item of a kind (all hospitals), key order.
     fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Accepted session records whose service date (`YYYY-MM-DD`) lies in
-    /// `from..=to`: id, server receipt time, original payload bytes.
-    fn session_payloads(&self, from: &str, to: &str) -> Result<Vec<SessionPayload>, StoreError>;
+    /// Accepted session records of `patients` whose service date
+    /// (`YYYY-MM-DD`) lies in `from..=to`: id, server receipt time,
+    /// original payload bytes.
+    fn session_payloads(
+        &self,
+        from: &str,
+        to: &str,
+        patients: &PatientRange,
+    ) -> Result<Vec<SessionPayload>, StoreError>;
     /// Claim lines whose service date lies in `from..=to`.
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError>;
+    /// Claim lines of `patients` whose service date lies in `from..=to`.
+    fn claims_of_patients(
+        &self,
+        from: &str,
+        to: &str,
+        patients: &PatientRange,
+    ) -> Result<Vec<ClaimLine>, StoreError>;
     /// Alarms about records dated in `from..=to`, and undated ones.
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError>;
 
@@ -196,6 +209,52 @@ pub trait Store: Casework + Send + Sync {
     -> Result<UpsertCounts, StoreError>;
     /// Stored findings matching a filter, ordered by severity, rule, id.
     fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError>;
+}
+
+/// The patients whose insured id lies in `from..to` (`None`: that end is
+/// open). Reconciliation loads a large period one range of patients at a
+/// time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientRange {
+    /// Inclusive.
+    pub from: Option<String>,
+    /// Exclusive.
+    pub to: Option<String>,
+}
+
+impl PatientRange {
+    /// Every patient.
+    pub fn all() -> PatientRange {
+        PatientRange::default()
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.from.is_none() && self.to.is_none()
+    }
+
+    pub fn contains(&self, insured_id: &str) -> bool {
+        self.from.as_deref().is_none_or(|f| insured_id >= f)
+            && self.to.as_deref().is_none_or(|t| insured_id < t)
+    }
+
+    /// The range as SQL conditions on `column` (`AND ...`, empty for every
+    /// patient) with its values, placeholders made by `placeholder` from
+    /// their 1-based position after `first` values. The column must compare
+    /// bytewise, as [`PatientRange::contains`] does.
+    pub fn sql(&self, column: &str, first: usize, placeholder: &str) -> (String, Vec<&str>) {
+        let mut clause = String::new();
+        let mut values = Vec::new();
+        for (bound, op) in [(&self.from, ">="), (&self.to, "<")] {
+            if let Some(v) = bound {
+                values.push(v.as_str());
+                clause.push_str(&format!(
+                    " AND {column} {op} {placeholder}{}",
+                    first + values.len()
+                ));
+            }
+        }
+        (clause, values)
+    }
 }
 
 /// An accepted session record as [`Store::session_payloads`] returns it.

@@ -13,8 +13,8 @@ use wuding_protocol::{ClaimLine, RecordId};
 mod casework;
 
 use super::{
-    Alarm, FindingFilter, FindingRow, RecordRow, RosterItem, SessionPayload, Store, StoreError,
-    TerminalRow, Tx, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, SessionPayload, Store,
+    StoreError, TerminalRow, Tx, UpsertCounts,
 };
 use wuding_protocol::types::{Dose, TreatmentKind};
 
@@ -1091,12 +1091,26 @@ impl Store for PgStore {
             .collect())
     }
 
-    fn session_payloads(&self, from: &str, to: &str) -> Result<Vec<SessionPayload>, StoreError> {
+    fn session_payloads(
+        &self,
+        from: &str,
+        to: &str,
+        patients: &PatientRange,
+    ) -> Result<Vec<SessionPayload>, StoreError> {
+        let (range, bounds) = patients.sql("insured_id COLLATE \"C\"", 2, "$");
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&from, &to];
+        values.extend(
+            bounds
+                .iter()
+                .map(|b| b as &(dyn postgres::types::ToSql + Sync)),
+        );
         self.client()?
             .query(
-                "SELECT record_id, received_at_ms, payload FROM records
-                 WHERE record_type = 'session' AND service_date BETWEEN $1 AND $2",
-                &[&from, &to],
+                &format!(
+                    "SELECT record_id, received_at_ms, payload FROM records
+                     WHERE record_type = 'session' AND service_date BETWEEN $1 AND $2{range}"
+                ),
+                &values,
             )?
             .into_iter()
             .map(|r| {
@@ -1111,6 +1125,22 @@ impl Store for PgStore {
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
         self.claims_where("service_date BETWEEN $1 AND $2", &[&from, &to])
+    }
+
+    fn claims_of_patients(
+        &self,
+        from: &str,
+        to: &str,
+        patients: &PatientRange,
+    ) -> Result<Vec<ClaimLine>, StoreError> {
+        let (range, bounds) = patients.sql("insured_id COLLATE \"C\"", 2, "$");
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&from, &to];
+        values.extend(
+            bounds
+                .iter()
+                .map(|b| b as &(dyn postgres::types::ToSql + Sync)),
+        );
+        self.claims_where(&format!("service_date BETWEEN $1 AND $2{range}"), &values)
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {

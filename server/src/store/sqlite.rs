@@ -11,8 +11,8 @@ use wuding_protocol::{ClaimLine, RecordId};
 mod casework;
 
 use super::{
-    Alarm, FindingFilter, FindingRow, RecordRow, RosterItem, SessionPayload, Store, StoreError,
-    TerminalRow, Tx, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, SessionPayload, Store,
+    StoreError, TerminalRow, Tx, UpsertCounts,
 };
 use wuding_protocol::types::{Dose, TreatmentKind};
 
@@ -494,7 +494,8 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The claim lines matching a WHERE clause (`?1`, ... bound to `values`).
+    /// The claim lines matching `clause` (`WHERE ...`, optionally after
+    /// `INDEXED BY ...`; `?1`, ... bound to `values`).
     pub(crate) fn claims_where(
         &self,
         clause: &str,
@@ -504,7 +505,7 @@ impl SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
                     service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
-             FROM claims WHERE {clause}"
+             FROM claims {clause}"
         ))?;
         let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
             Ok((
@@ -1173,13 +1174,28 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn session_payloads(&self, from: &str, to: &str) -> Result<Vec<SessionPayload>, StoreError> {
+    fn session_payloads(
+        &self,
+        from: &str,
+        to: &str,
+        patients: &PatientRange,
+    ) -> Result<Vec<SessionPayload>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT record_id, received_at_ms, payload FROM records
-             WHERE record_type = 'session' AND service_date BETWEEN ?1 AND ?2",
-        )?;
-        let rows = stmt.query_map(params![from, to], |r| {
+        // A range of patients reads through the patient index: its rows
+        // sit together there, wherever they lie in the table.
+        let (range, bounds) = patients.sql("insured_id", 2, "?");
+        let index = if patients.is_all() {
+            ""
+        } else {
+            "INDEXED BY records_by_patient"
+        };
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT record_id, received_at_ms, payload FROM records {index}
+             WHERE record_type = 'session' AND service_date BETWEEN ?1 AND ?2{range}"
+        ))?;
+        let mut values = vec![from, to];
+        values.extend(bounds);
+        let rows = stmt.query_map(params_from_iter(values), |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, i64>(1)?,
@@ -1198,7 +1214,25 @@ impl Store for SqliteStore {
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
-        self.claims_where("service_date BETWEEN ?1 AND ?2", &[from, to])
+        self.claims_where("WHERE service_date BETWEEN ?1 AND ?2", &[from, to])
+    }
+
+    fn claims_of_patients(
+        &self,
+        from: &str,
+        to: &str,
+        patients: &PatientRange,
+    ) -> Result<Vec<ClaimLine>, StoreError> {
+        if patients.is_all() {
+            return self.claims_between(from, to);
+        }
+        let (range, bounds) = patients.sql("insured_id", 2, "?");
+        let mut values = vec![from, to];
+        values.extend(bounds);
+        self.claims_where(
+            &format!("INDEXED BY claims_by_patient WHERE service_date BETWEEN ?1 AND ?2{range}"),
+            &values,
+        )
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {

@@ -513,7 +513,7 @@ impl Casework for SqliteStore {
     fn claim_lines(&self, claim_ids: &[String]) -> Result<Vec<ClaimLine>, StoreError> {
         let mut out = Vec::new();
         for id in claim_ids {
-            out.extend(self.claims_where("claim_id = ?1", &[id.as_str()])?);
+            out.extend(self.claims_where("WHERE claim_id = ?1", &[id.as_str()])?);
         }
         out.sort_by(|a, b| (a.service_date, &a.claim_id).cmp(&(b.service_date, &b.claim_id)));
         Ok(out)
