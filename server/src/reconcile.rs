@@ -11,7 +11,7 @@
 //! finding a later run no longer produces (a late record now covers the
 //! claim) stays stored with its old `last_seen_ms`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -530,7 +530,8 @@ pub fn run_in_parts(
         summary.stored.new += counts.new;
         summary.stored.updated += counts.updated;
         summary.stored.unchanged += counts.unchanged;
-        for m in hospital_months(loaded, findings) {
+        let (months, patient_rows) = month_figures(loaded, findings, &|id| patient_ref(&key, id));
+        for m in months {
             match hospitals.entry((m.month.clone(), m.hospital_code.clone())) {
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(m);
@@ -538,9 +539,7 @@ pub fn run_in_parts(
                 std::collections::btree_map::Entry::Occupied(mut o) => add_figures(o.get_mut(), &m),
             }
         }
-        patients.extend(patient_months(loaded, findings, &|id| {
-            patient_ref(&key, id)
-        }));
+        patients.extend(patient_rows);
         summary.add_findings(findings);
         found(findings);
         Ok(())
@@ -619,34 +618,125 @@ fn add_figures(into: &mut HospitalMonth, more: &HospitalMonth) {
     into.findings_fen = into.findings_fen.saturating_add(more.findings_fen);
 }
 
-/// The dashboard's figures per hospital and month of a reconciled period:
-/// attested sessions (and how many by supervised fallback), claimed lines
-/// and money, distinct patients on each side, phantom claims (the
-/// `phantom_session` findings) and the findings by severity.
-pub fn hospital_months(loaded: &Loaded, findings: &[Finding]) -> Vec<HospitalMonth> {
-    month_figures(loaded, findings, |h, m, _| Some((m, h.to_owned())))
-        .into_values()
-        .collect()
-}
-
-/// The same figures per patient, hospital and month (the drill-down's
-/// patient level); findings about no patient (terminals, peers) are left
-/// out. `patient_ref` names each patient opaquely ([`patient_ref`]).
-pub fn patient_months(
+/// The dashboard's figures of a reconciled period (or part of one), per
+/// hospital and month and per patient, hospital and month (the
+/// drill-down's patient level): attested sessions (and how many by
+/// supervised fallback), claimed lines and money, distinct patients on each
+/// side, phantom claims (the `phantom_session` findings) and the findings by
+/// severity. Findings about no patient (terminals, peers) count at the
+/// hospital level only. `patient_ref` names each patient opaquely
+/// ([`patient_ref`]). One pass, keyed by borrowed names; both levels in
+/// (month, hospital[, insured id]) order.
+pub fn month_figures(
     loaded: &Loaded,
     findings: &[Finding],
     patient_ref: &dyn Fn(&str) -> String,
-) -> Vec<PatientMonth> {
-    month_figures(loaded, findings, |h, m, p| {
-        p.map(|p| (m, h.to_owned(), p.to_owned()))
-    })
-    .into_iter()
-    .map(|((_, _, insured_id), figures)| PatientMonth {
-        patient_ref: patient_ref(&insured_id),
-        insured_id,
-        figures,
-    })
-    .collect()
+) -> (Vec<HospitalMonth>, Vec<PatientMonth>) {
+    use std::collections::HashMap;
+    type Month = (i16, i8);
+    let month_of = |d: Date| (d.year(), d.month());
+    let mut patients: HashMap<(Month, &str, &str), HospitalMonth> = HashMap::new();
+    let mut hospitals: HashMap<(Month, &str), HospitalMonth> = HashMap::new();
+    for s in &loaded.sessions {
+        let Some(date) = s.service_date() else {
+            continue;
+        };
+        let (h, p) = (
+            s.record.hospital_code.as_str(),
+            s.record.patient.insured_id.as_str(),
+        );
+        let m = month_of(date);
+        let fallback = u64::from(s.is_fallback());
+        let pm = patients.entry((m, h, p)).or_default();
+        let hm = hospitals.entry((m, h)).or_default();
+        if pm.attested_sessions == 0 {
+            pm.attested_patients = 1;
+            hm.attested_patients += 1;
+        }
+        pm.attested_sessions += 1;
+        hm.attested_sessions += 1;
+        pm.fallback_sessions += fallback;
+        hm.fallback_sessions += fallback;
+    }
+    let mut claim_place: HashMap<&str, (Month, &str, &str)> =
+        HashMap::with_capacity(loaded.claims.len());
+    for c in &loaded.claims {
+        let (h, p) = (c.hospital_code.as_str(), c.insured_id.as_str());
+        let m = month_of(c.service_date);
+        let pm = patients.entry((m, h, p)).or_default();
+        let hm = hospitals.entry((m, h)).or_default();
+        if pm.claimed_lines == 0 {
+            pm.claimed_patients = 1;
+            hm.claimed_patients += 1;
+        }
+        for e in [&mut *pm, &mut *hm] {
+            e.claimed_lines += 1;
+            e.claimed_fen = e.claimed_fen.saturating_add(c.amount_fen);
+        }
+        claim_place.insert(&c.claim_id, (m, h, p));
+    }
+    for f in findings {
+        if f.rule_id == "phantom_session" {
+            for (i, id) in f.claim_ids.iter().enumerate() {
+                let Some(&(m, h, p)) = claim_place.get(id.as_str()) else {
+                    continue;
+                };
+                for e in [
+                    patients.entry((m, h, p)).or_default(),
+                    hospitals.entry((m, h)).or_default(),
+                ] {
+                    e.phantom_claims += 1;
+                    if i == 0 {
+                        e.phantom_fen = e.phantom_fen.saturating_add(f.amount_fen);
+                    }
+                }
+            }
+        }
+        let (Some(h), Some(d)) = (&f.hospital_code, f.date) else {
+            continue;
+        };
+        let m = month_of(d);
+        let count = |e: &mut HospitalMonth| {
+            match f.severity.code() {
+                "red" => e.red += 1,
+                "yellow" => e.yellow += 1,
+                _ => e.green += 1,
+            }
+            e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
+        };
+        count(hospitals.entry((m, h)).or_default());
+        if let Some(p) = &f.insured_id {
+            count(patients.entry((m, h, p)).or_default());
+        }
+    }
+    let name = |(y, m): Month| format!("{y:04}-{m:02}");
+    let mut hospital_rows: Vec<(Month, &str, HospitalMonth)> =
+        hospitals.into_iter().map(|((m, h), f)| (m, h, f)).collect();
+    hospital_rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let hospital_rows = hospital_rows
+        .into_iter()
+        .map(|(m, h, mut f)| {
+            f.hospital_code = h.to_owned();
+            f.month = name(m);
+            f
+        })
+        .collect();
+    let mut patient_rows: Vec<((Month, &str, &str), HospitalMonth)> =
+        patients.into_iter().collect();
+    patient_rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let patient_rows = patient_rows
+        .into_iter()
+        .map(|((m, h, p), mut f)| {
+            f.hospital_code = h.to_owned();
+            f.month = name(m);
+            PatientMonth {
+                patient_ref: patient_ref(p),
+                insured_id: p.to_owned(),
+                figures: f,
+            }
+        })
+        .collect();
+    (hospital_rows, patient_rows)
 }
 
 /// The opaque reference of a patient: HMAC-SHA256 of the insured id under
@@ -669,96 +759,6 @@ pub fn patient_ref(key: &[u8], insured_id: &str) -> String {
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
     mac.update(insured_id.as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..16])
-}
-
-/// Counts a period's sessions, claims and findings into figures per key
-/// (`key(hospital, month, patient)`; `None` leaves the item out): one
-/// definition for the hospital and the patient levels.
-fn month_figures<K: Ord + Clone + std::hash::Hash>(
-    loaded: &Loaded,
-    findings: &[Finding],
-    key: impl Fn(&str, String, Option<&str>) -> Option<K>,
-) -> BTreeMap<K, HospitalMonth> {
-    use std::collections::HashMap;
-    fn slot<'a, K: Ord>(
-        out: &'a mut BTreeMap<K, HospitalMonth>,
-        k: K,
-        hospital: &str,
-        month: &str,
-    ) -> &'a mut HospitalMonth {
-        out.entry(k).or_insert_with(|| HospitalMonth {
-            hospital_code: hospital.to_owned(),
-            month: month.to_owned(),
-            ..HospitalMonth::default()
-        })
-    }
-    let month_of = |d: Date| d.to_string()[..7].to_owned();
-    let mut out: BTreeMap<K, HospitalMonth> = BTreeMap::new();
-    let mut attested_patients: HashSet<(K, &str)> = HashSet::new();
-    let mut claimed_patients: HashSet<(K, &str)> = HashSet::new();
-    for s in &loaded.sessions {
-        let Some(date) = s.service_date() else {
-            continue;
-        };
-        let (h, p) = (&s.record.hospital_code, &s.record.patient.insured_id);
-        let month = month_of(date);
-        let Some(k) = key(h, month.clone(), Some(p)) else {
-            continue;
-        };
-        let e = slot(&mut out, k.clone(), h, &month);
-        e.attested_sessions += 1;
-        e.fallback_sessions += u64::from(s.is_fallback());
-        attested_patients.insert((k, p));
-    }
-    let mut claim_place: HashMap<&str, K> = HashMap::new();
-    for c in &loaded.claims {
-        let month = month_of(c.service_date);
-        let Some(k) = key(&c.hospital_code, month.clone(), Some(&c.insured_id)) else {
-            continue;
-        };
-        let e = slot(&mut out, k.clone(), &c.hospital_code, &month);
-        e.claimed_lines += 1;
-        e.claimed_fen = e.claimed_fen.saturating_add(c.amount_fen);
-        claimed_patients.insert((k.clone(), &c.insured_id));
-        claim_place.insert(&c.claim_id, k);
-    }
-    for (k, _) in attested_patients {
-        if let Some(e) = out.get_mut(&k) {
-            e.attested_patients += 1;
-        }
-    }
-    for (k, _) in claimed_patients {
-        if let Some(e) = out.get_mut(&k) {
-            e.claimed_patients += 1;
-        }
-    }
-    for f in findings {
-        if f.rule_id == "phantom_session" {
-            for (i, id) in f.claim_ids.iter().enumerate() {
-                if let Some(e) = claim_place.get(id.as_str()).and_then(|k| out.get_mut(k)) {
-                    e.phantom_claims += 1;
-                    if i == 0 {
-                        e.phantom_fen = e.phantom_fen.saturating_add(f.amount_fen);
-                    }
-                }
-            }
-        }
-        let (Some(h), Some(d)) = (&f.hospital_code, f.date) else {
-            continue;
-        };
-        let month = month_of(d);
-        let Some(k) = key(h, month.clone(), f.insured_id.as_deref()) else {
-            continue;
-        };
-        let e = slot(&mut out, k, h, &month);
-        match f.severity.code() {
-            "red" => e.red += 1,
-            "yellow" => e.yellow += 1,
-            _ => e.green += 1,
-        }
-        e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
-    }
-    out
 }
 
 /// Reads a candidate value as TOML (`0.3`, `10`, `{ HD = 200 }`, `["HD"]`),

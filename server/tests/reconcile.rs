@@ -668,6 +668,32 @@ both_backends!(
         assert_eq!(one.parts, 1);
         let months_one = store.hospital_months("2026-10", "2026-10").unwrap();
         let patients_one = patient_rows(store);
+        // The dashboard figures count what was loaded and found.
+        let sum = |f: fn(&wuding_server::store::HospitalMonth) -> u64| -> u64 {
+            months_one.iter().map(f).sum()
+        };
+        assert_eq!(sum(|m| m.attested_sessions) as usize, one.sessions);
+        assert_eq!(sum(|m| m.claimed_lines) as usize, one.claims);
+        assert_eq!(
+            sum(|m| m.red + m.yellow + m.green) as usize,
+            whole
+                .iter()
+                .filter(|f| f.hospital_code.is_some() && f.date.is_some())
+                .count()
+        );
+        assert_eq!(
+            sum(|m| m.phantom_claims) as usize,
+            whole
+                .iter()
+                .filter(|f| f.rule_id == "phantom_session")
+                .map(|f| f.claim_ids.len())
+                .sum::<usize>()
+        );
+        let patient_sessions: u64 = patients_one
+            .iter()
+            .map(|p| p.figures.attested_sessions)
+            .sum();
+        assert_eq!(patient_sessions as usize, one.sessions);
 
         let mut parted = Vec::new();
         let many = reconcile::run_in_parts(store, &rules, october(), 2_000, false, 37, &mut |f| {
