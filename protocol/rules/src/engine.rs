@@ -1389,7 +1389,7 @@ impl<'a> Engine<'a> {
         }
         let mut out = BTreeMap::new();
         for (n, first, list) in counts {
-            if n == 0 || !(every_key || !list.is_empty()) {
+            if n == 0 || (!every_key && list.is_empty()) {
                 continue;
             }
             let r = &self.session(first).record;
