@@ -947,8 +947,8 @@ async fn admin_reconcile(
         // The rules in force: the newest version saved in the application,
         // else `--rules`, else the shipped ones.
         let rules = crate::web::active_rules(&*s.store, &options)?;
-        let (summary, _) =
-            crate::reconcile::run(&*s.store, &rules, period, (s.clock)(), false)?;
+        let summary =
+            crate::reconcile::run_stored(&*s.store, &rules, period, (s.clock)(), false)?;
         tracing::info!(from = %req.from, to = %req.to, findings = summary.total.findings, "reconciled");
         Ok(Json(serde_json::to_value(&summary).unwrap_or_default()))
     })

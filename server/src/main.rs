@@ -614,7 +614,7 @@ fn main() -> anyhow::Result<()> {
             let store = open(&db)?;
             let rules = reconcile::load_rules(rules.as_deref())?;
             let period = reconcile::period(&from, &to)?;
-            let (summary, _) = reconcile::run(
+            let summary = reconcile::run_stored(
                 &*store,
                 &rules,
                 period,

@@ -469,6 +469,27 @@ pub fn run(
     Ok((summary, all))
 }
 
+/// [`run`] without keeping the findings (they are stored): what the
+/// `reconcile` command, the admin API and the automatic runs use, so a
+/// national month never holds all its findings at once.
+pub fn run_stored(
+    store: &dyn Store,
+    rules: &Ruleset,
+    period: Period,
+    now_ms: i64,
+    progress: bool,
+) -> Result<Summary, ReconcileError> {
+    run_in_parts(
+        store,
+        rules,
+        period,
+        now_ms,
+        progress,
+        PATIENTS_PER_PART,
+        &mut |_| {},
+    )
+}
+
 /// [`run`], one range of about `per_part` patients at a time (see
 /// [`wuding_rules::reconcile_part`]): each part is loaded, reconciled and
 /// its findings stored before the next is loaded, so memory holds one part;
@@ -901,7 +922,7 @@ pub fn reconcile_if_changed(
     if seen == *mark {
         return Ok(None);
     }
-    let (summary, _) = run(store, rules, recent_period(now_ms)?, now_ms, false)?;
+    let summary = run_stored(store, rules, recent_period(now_ms)?, now_ms, false)?;
     *mark = seen;
     Ok(Some(summary))
 }
