@@ -183,13 +183,16 @@ pub trait Store: Casework + Send + Sync {
 
     /// Accepted session records of `patients` whose service date
     /// (`YYYY-MM-DD`) lies in `from..=to`: id, server receipt time,
-    /// original payload bytes.
+    /// original payload bytes, handed to `each` as they are read (a large
+    /// period is never held as raw bytes); an error from `each` stops the
+    /// read and is returned.
     fn session_payloads(
         &self,
         from: &str,
         to: &str,
         patients: &PatientRange,
-    ) -> Result<Vec<SessionPayload>, StoreError>;
+        each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// Claim lines whose service date lies in `from..=to`.
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError>;
     /// Claim lines of `patients` whose service date lies in `from..=to`.

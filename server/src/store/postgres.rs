@@ -1096,7 +1096,8 @@ impl Store for PgStore {
         from: &str,
         to: &str,
         patients: &PatientRange,
-    ) -> Result<Vec<SessionPayload>, StoreError> {
+        each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let (range, bounds) = patients.sql("insured_id COLLATE \"C\"", 2, "$");
         let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&from, &to];
         values.extend(
@@ -1104,23 +1105,22 @@ impl Store for PgStore {
                 .iter()
                 .map(|b| b as &(dyn postgres::types::ToSql + Sync)),
         );
-        self.client()?
-            .query(
-                &format!(
-                    "SELECT record_id, received_at_ms, payload FROM records
-                     WHERE record_type = 'session' AND service_date BETWEEN $1 AND $2{range}"
-                ),
-                &values,
-            )?
-            .into_iter()
-            .map(|r| {
-                Ok(SessionPayload {
-                    record_id: id_from(r.get(0))?,
-                    received_at_ms: r.get(1),
-                    payload: r.get(2),
-                })
-            })
-            .collect()
+        let mut client = self.client()?;
+        let mut rows = client.query_raw(
+            &format!(
+                "SELECT record_id, received_at_ms, payload FROM records
+                 WHERE record_type = 'session' AND service_date BETWEEN $1 AND $2{range}"
+            ),
+            values,
+        )?;
+        while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+            each(SessionPayload {
+                record_id: id_from(r.get(0))?,
+                received_at_ms: r.get(1),
+                payload: r.get(2),
+            })?;
+        }
+        Ok(())
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {

@@ -1179,7 +1179,8 @@ impl Store for SqliteStore {
         from: &str,
         to: &str,
         patients: &PatientRange,
-    ) -> Result<Vec<SessionPayload>, StoreError> {
+        each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let conn = self.conn();
         // A range of patients reads through the patient index: its rows
         // sit together there, wherever they lie in the table.
@@ -1195,22 +1196,15 @@ impl Store for SqliteStore {
         ))?;
         let mut values = vec![from, to];
         values.extend(bounds);
-        let rows = stmt.query_map(params_from_iter(values), |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        rows.map(|r| {
-            let (id, received_at_ms, payload) = r?;
-            Ok(SessionPayload {
-                record_id: id_from(id)?,
-                received_at_ms,
-                payload,
-            })
-        })
-        .collect()
+        let mut rows = stmt.query(params_from_iter(values))?;
+        while let Some(r) = rows.next()? {
+            each(SessionPayload {
+                record_id: id_from(r.get(0)?)?,
+                received_at_ms: r.get(1)?,
+                payload: r.get(2)?,
+            })?;
+        }
+        Ok(())
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
