@@ -832,7 +832,8 @@ pub fn parse_value(text: &str) -> toml::Value {
 }
 
 /// Threshold what-if over a stored period: `rule` alone, once per value of
-/// `param` (nothing is stored).
+/// `param` (nothing is stored), one range of patients at a time as a
+/// reconciliation run.
 pub fn whatif(
     store: &dyn Store,
     rules: &Ruleset,
@@ -841,11 +842,29 @@ pub fn whatif(
     param: &str,
     values: &[toml::Value],
 ) -> Result<Vec<WhatIfRow>, ReconcileError> {
+    whatif_in_parts(store, rules, period, rule, param, values, PATIENTS_PER_PART)
+}
+
+/// [`whatif`] in parts of about `per_part` patients.
+pub fn whatif_in_parts(
+    store: &dyn Store,
+    rules: &Ruleset,
+    period: Period,
+    rule: &str,
+    param: &str,
+    values: &[toml::Value],
+    per_part: usize,
+) -> Result<Vec<WhatIfRow>, ReconcileError> {
     let id = RuleId::from_code(rule)
         .ok_or_else(|| ReconcileError::Invalid(format!("`{rule}` is not a built-in rule")))?;
-    let loaded = load(store, period, &mut |_| {})?;
-    whatif::sweep(rules, &loaded.dataset(), id, param, values)
-        .map_err(|e| ReconcileError::Invalid(e.to_string()))
+    let mut sweep = whatif::Sweep::new(rules, id, param, values)
+        .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    let shared = Shared::read(store, period)?;
+    for (i, range) in shared.ranges(per_part).iter().enumerate() {
+        let loaded = load_part(store, &shared, range, i == 0, &mut |_| {})?;
+        sweep.add_part(&loaded.dataset());
+    }
+    Ok(sweep.finish(period))
 }
 
 /// The what-if rows as a table.
