@@ -12,7 +12,7 @@
 # generate --province P` writes a 50,000-patient month of one province and
 # the server's own import commands load it (`import-records` verifies every
 # signature and chain link). The first province alone is also kept as the
-# province store. About 35 minutes for the national month on 2 cores.
+# province store. About an hour (22 GB) for the national month on 2 cores.
 # Step 2: `cargo bench -p wuding-server --bench national` reconciles the
 # province and the national store (each in a fresh process, so peak memory
 # is the run's own), writes the records as CSV beside the claims, and runs
