@@ -690,11 +690,12 @@ pub fn month_figures(
     findings: &[Finding],
     patient_ref: &dyn Fn(&str) -> String,
 ) -> (Vec<HospitalMonth>, Vec<PatientMonth>) {
-    use std::collections::HashMap;
+    use wuding_rules::fx::{FxMap, map_with};
     type Month = (i16, i8);
     let month_of = |d: Date| (d.year(), d.month());
-    let mut patients: HashMap<(Month, &str, &str), HospitalMonth> = HashMap::new();
-    let mut hospitals: HashMap<(Month, &str), HospitalMonth> = HashMap::new();
+    let mut patients: FxMap<(Month, &str, &str), HospitalMonth> =
+        map_with(loaded.claims.len() / 8 + 16);
+    let mut hospitals: FxMap<(Month, &str), HospitalMonth> = map_with(1024);
     for s in &loaded.sessions {
         let Some(date) = s.service_date() else {
             continue;
@@ -716,8 +717,7 @@ pub fn month_figures(
         pm.fallback_sessions += fallback;
         hm.fallback_sessions += fallback;
     }
-    let mut claim_place: HashMap<&str, (Month, &str, &str)> =
-        HashMap::with_capacity(loaded.claims.len());
+    let mut claim_place: FxMap<&str, (Month, &str, &str)> = map_with(loaded.claims.len());
     for c in &loaded.claims {
         let (h, p) = (c.hospital_code.as_str(), c.insured_id.as_str());
         let m = month_of(c.service_date);

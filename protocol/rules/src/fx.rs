@@ -1,6 +1,7 @@
-//! A small, fast, non-cryptographic hasher for the in-memory joins (keys
-//! are our own interned integers and codes; no adversary picks them to
-//! collide with the process's layout, and the data is bounded by a month).
+//! A small, fast, non-cryptographic hasher for the in-memory joins and the
+//! server's per-month figures (keys are our own interned integers, codes
+//! and ids; no adversary picks them to collide with the process's layout,
+//! and the data is bounded by a month).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -8,7 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 const K: u64 = 0x517c_c1b7_2722_0a95;
 
 #[derive(Default, Clone, Copy)]
-pub(crate) struct Fx(u64);
+pub struct Fx(u64);
 
 impl Fx {
     #[inline]
@@ -63,9 +64,9 @@ impl Hasher for Fx {
     }
 }
 
-pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
-pub(crate) type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+pub type FxSet<K> = HashSet<K, BuildHasherDefault<Fx>>;
 
-pub(crate) fn map_with<K, V>(capacity: usize) -> FxMap<K, V> {
+pub fn map_with<K, V>(capacity: usize) -> FxMap<K, V> {
     FxMap::with_capacity_and_hasher(capacity, BuildHasherDefault::default())
 }

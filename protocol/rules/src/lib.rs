@@ -19,7 +19,7 @@ pub mod bedside;
 mod config;
 mod engine;
 pub mod fivefixed;
-mod fx;
+pub mod fx;
 mod model;
 pub mod whatif;
 
