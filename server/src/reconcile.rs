@@ -122,8 +122,10 @@ pub fn integrity_event(a: &Alarm) -> Option<IntegrityEvent> {
 pub const PATIENTS_PER_PART: usize = 50_000;
 
 /// What every part of a run shares: the period's plans (sorted by patient)
-/// and its integrity events, each with the patient of its accepted records
-/// (`None`: no accepted record).
+/// and its integrity events, each with the patient of its first accepted
+/// record (`None`: no accepted record). An event goes to that patient's
+/// part; ingest accepts one record per chain position, so an event's
+/// accepted records never belong to patients of two parts.
 pub struct Shared {
     pub period: Period,
     pub plans: Vec<TreatmentPlan>,
