@@ -486,36 +486,6 @@ impl<'a> Engine<'a> {
         &self.data.claims[self.cv[v as usize].i]
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &self,
-        out: &mut Vec<Finding>,
-        rule: RuleId,
-        date: Option<Date>,
-        subject: Subject,
-        id_parts: &[&str],
-        hospital: Option<&str>,
-        patient: Option<&str>,
-        claim_ids: Vec<String>,
-        record_ids: Vec<RecordId>,
-        amount_fen: u64,
-        explanation: Text,
-    ) {
-        self.emit.push(
-            out,
-            rule,
-            date,
-            subject,
-            id_parts,
-            hospital,
-            patient,
-            claim_ids,
-            record_ids,
-            amount_fen,
-            explanation,
-        );
-    }
-
     /// A finding about one attested session record: subject, date,
     /// hospital, patient, claim and money at stake are the record's.
     fn push_on_record(
@@ -525,7 +495,7 @@ impl<'a> Engine<'a> {
         on: &OnRecord<'_>,
         explanation: Text,
     ) {
-        self.push(
+        self.emit.push(
             out,
             rule,
             Some(on.date),
@@ -702,7 +672,7 @@ impl<'a> Engine<'a> {
     fn phantom(&self, out: &mut Vec<Finding>, c: u32) {
         let claim = self.claim(c);
         let (zh_amt, en_amt) = money(claim.amount_fen);
-        self.push(
+        self.emit.push(
             out,
             RuleId::PhantomSession,
             Some(claim.service_date),
@@ -738,7 +708,7 @@ impl<'a> Engine<'a> {
             first.service_date,
             family(first.service_kind)
         );
-        self.push(
+        self.emit.push(
             out,
             RuleId::InflatedCount,
             Some(first.service_date),
@@ -793,7 +763,7 @@ impl<'a> Engine<'a> {
         };
         if let Some(s) = swapped {
             let attested = self.session(s).record.treatment.kind;
-            self.push(
+            self.emit.push(
                 out,
                 RuleId::ServiceSwapped,
                 Some(claim.service_date),
@@ -823,7 +793,7 @@ impl<'a> Engine<'a> {
             let diff = claim.amount_fen - charges;
             let (zc, ec) = money(claim.amount_fen);
             let (zb, eb) = money(charges);
-            self.push(
+            self.emit.push(
                 out,
                 RuleId::AmountAboveCharge,
                 Some(claim.service_date),
@@ -1149,7 +1119,7 @@ impl<'a> Engine<'a> {
                 let amount = self.claimed_amount(ss[a]).min(self.claimed_amount(sb));
                 let minutes = overlap / 60_000;
                 let date = a_date;
-                self.push(
+                self.emit.push(
                     out,
                     RuleId::OverlapPlaces,
                     Some(date),
@@ -1239,7 +1209,7 @@ impl<'a> Engine<'a> {
             let date = group[0].date;
             let (claims, records, hospital) = self.evidence(&group);
             let subject = format!("{patient}|{date}");
-            self.push(
+            self.emit.push(
                 out,
                 RuleId::FrequencyDay,
                 Some(date),
@@ -1293,7 +1263,7 @@ impl<'a> Engine<'a> {
             let (claims, records, hospital) = self.evidence(&group);
             let subject = format!("{patient}|{year}-W{week:02}|{fam}");
             let kind = first.kind;
-            self.push(
+            self.emit.push(
                 out,
                 RuleId::FrequencyWeek,
                 Some(first.date),
@@ -1335,7 +1305,7 @@ impl<'a> Engine<'a> {
             }
             let (claims, records, hospital) = self.evidence(&group);
             let subject = format!("{patient}|{year}-{month:02}|{fam}");
-            self.push(
+            self.emit.push(
                 out,
                 RuleId::FrequencyMonth,
                 Some(group[0].date),
@@ -1610,7 +1580,7 @@ impl<'a> Engine<'a> {
         amount: u64,
         date: Date,
     ) {
-        self.push(
+        self.emit.push(
             out,
             b.rule,
             Some(date),
@@ -1768,7 +1738,7 @@ impl<'a> Engine<'a> {
                 format!("terminal {t}: {}", self.rs.rule(rule).title.en),
             ),
         };
-        self.push(
+        self.emit.push(
             out,
             rule,
             date,
