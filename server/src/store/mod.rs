@@ -241,19 +241,22 @@ impl PatientRange {
     }
 
     /// The range as SQL conditions on `column` (`AND ...`, empty for every
-    /// patient) with its values, placeholders made by `placeholder` from
-    /// their 1-based position after `first` values. The column must compare
+    /// patient) and the statement's values: `before` (the values of the
+    /// placeholders written before these) followed by the range's bounds,
+    /// numbered on with `placeholder` (`?` or `$`). The column must compare
     /// bytewise, as [`PatientRange::contains`] does.
-    pub fn sql(&self, column: &str, first: usize, placeholder: &str) -> (String, Vec<&str>) {
+    pub fn sql<'a>(
+        &'a self,
+        column: &str,
+        placeholder: &str,
+        before: &[&'a str],
+    ) -> (String, Vec<&'a str>) {
         let mut clause = String::new();
-        let mut values = Vec::new();
+        let mut values = before.to_vec();
         for (bound, op) in [(&self.from, ">="), (&self.to, "<")] {
             if let Some(v) = bound {
                 values.push(v.as_str());
-                clause.push_str(&format!(
-                    " AND {column} {op} {placeholder}{}",
-                    first + values.len()
-                ));
+                clause.push_str(&format!(" AND {column} {op} {placeholder}{}", values.len()));
             }
         }
         (clause, values)

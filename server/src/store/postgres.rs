@@ -1098,13 +1098,9 @@ impl Store for PgStore {
         patients: &PatientRange,
         each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let (range, bounds) = patients.sql("insured_id COLLATE \"C\"", 2, "$");
-        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&from, &to];
-        values.extend(
-            bounds
-                .iter()
-                .map(|b| b as &(dyn postgres::types::ToSql + Sync)),
-        );
+        let (range, values) = patients.sql("insured_id COLLATE \"C\"", "$", &[from, to]);
+        let values: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            values.iter().map(|v| v as _).collect();
         let mut client = self.client()?;
         let mut rows = client.query_raw(
             &format!(
@@ -1133,13 +1129,9 @@ impl Store for PgStore {
         to: &str,
         patients: &PatientRange,
     ) -> Result<Vec<ClaimLine>, StoreError> {
-        let (range, bounds) = patients.sql("insured_id COLLATE \"C\"", 2, "$");
-        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&from, &to];
-        values.extend(
-            bounds
-                .iter()
-                .map(|b| b as &(dyn postgres::types::ToSql + Sync)),
-        );
+        let (range, values) = patients.sql("insured_id COLLATE \"C\"", "$", &[from, to]);
+        let values: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            values.iter().map(|v| v as _).collect();
         self.claims_where(&format!("service_date BETWEEN $1 AND $2{range}"), &values)
     }
 

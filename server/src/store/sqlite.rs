@@ -1184,7 +1184,7 @@ impl Store for SqliteStore {
         let conn = self.conn();
         // A range of patients reads through the patient index: its rows
         // sit together there, wherever they lie in the table.
-        let (range, bounds) = patients.sql("insured_id", 2, "?");
+        let (range, values) = patients.sql("insured_id", "?", &[from, to]);
         let index = if patients.is_all() {
             ""
         } else {
@@ -1194,8 +1194,6 @@ impl Store for SqliteStore {
             "SELECT record_id, received_at_ms, payload FROM records {index}
              WHERE record_type = 'session' AND service_date BETWEEN ?1 AND ?2{range}"
         ))?;
-        let mut values = vec![from, to];
-        values.extend(bounds);
         let mut rows = stmt.query(params_from_iter(values))?;
         while let Some(r) = rows.next()? {
             each(SessionPayload {
@@ -1220,9 +1218,7 @@ impl Store for SqliteStore {
         if patients.is_all() {
             return self.claims_between(from, to);
         }
-        let (range, bounds) = patients.sql("insured_id", 2, "?");
-        let mut values = vec![from, to];
-        values.extend(bounds);
+        let (range, values) = patients.sql("insured_id", "?", &[from, to]);
         self.claims_where(
             &format!("INDEXED BY claims_by_patient WHERE service_date BETWEEN ?1 AND ?2{range}"),
             &values,
