@@ -179,6 +179,18 @@ impl Shared {
         })
     }
 
+    /// The plans of a range of patients: one slice, the plans being sorted
+    /// by patient.
+    pub fn plans_of(&self, range: &PatientRange) -> &[TreatmentPlan] {
+        let first_at_or_after = |id: &Option<String>, default: usize| match id {
+            Some(id) => self.plans.partition_point(|p| p.insured_id < *id),
+            None => default,
+        };
+        let start = first_at_or_after(&range.from, 0);
+        let end = first_at_or_after(&range.to, self.plans.len());
+        &self.plans[start..end.max(start)]
+    }
+
     /// Splits the patients into ranges of about `per_part` patients each, by
     /// the insured ids of the plans (patients without a plan fall in
     /// whichever range their id does).
@@ -297,12 +309,7 @@ pub fn load_part(
     step("sessions");
     let claims = store.claims_of_patients(&from, &to, range)?;
     step("claims");
-    let plans = shared
-        .plans
-        .iter()
-        .filter(|p| range.contains(&p.insured_id))
-        .cloned()
-        .collect();
+    let plans = shared.plans_of(range).to_vec();
     let integrity = shared
         .events
         .iter()
