@@ -329,7 +329,8 @@ pub fn load_part(
     })
 }
 
-/// Loads a whole period as one part (the threshold what-if and tests).
+/// Loads a whole period as one part, whatever its size (tests compare runs
+/// in parts against it).
 pub fn load(
     store: &dyn Store,
     period: Period,
