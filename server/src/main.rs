@@ -666,7 +666,11 @@ fn main() -> anyhow::Result<()> {
                 None if matches!(format, FindingsFormat::Xlsx) => {
                     bail!("--format xlsx needs --out FILE")
                 }
-                None => std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?,
+                // A reader that stops early (`| head`) is not an error.
+                None => match std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other?,
+                },
             }
             Ok(())
         }

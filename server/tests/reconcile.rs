@@ -450,6 +450,29 @@ fn findings_command(db: &common::TestDb) {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a severity"));
+    // A reader that stops after the first line (`| head -1`) ends the
+    // command quietly: the whole JSON listing is far larger than a pipe.
+    assert!(json_text.len() > 1 << 17, "{} bytes", json_text.len());
+    let mut child = std::process::Command::new(server_bin())
+        .args(["findings", "--format", "json", "--db", db.url.as_str()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first.trim(), "{");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
