@@ -74,11 +74,11 @@ fn sessions(s: &Scenario) -> Vec<AttestedSession> {
         .iter()
         .zip(&s.receipts)
         .filter_map(|(e, r)| match e.decode().ok()?.record {
-            Record::Session(record) => Some(AttestedSession {
-                record_id: e.record_id(),
-                received_at_ms: r.received_at_ms,
-                record,
-            }),
+            Record::Session(record) => Some(AttestedSession::of_record(
+                e.record_id(),
+                r.received_at_ms,
+                &record,
+            )),
             Record::Enrolment(_) => None,
         })
         .collect()

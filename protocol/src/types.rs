@@ -383,6 +383,11 @@ impl FallbackReason {
             FallbackReason::Other => "OTHER",
         }
     }
+
+    /// The reason of a code written by [`FallbackReason::code`].
+    pub fn from_code(code: &str) -> Option<FallbackReason> {
+        FallbackReason::ALL.into_iter().find(|r| r.code() == code)
+    }
 }
 
 /// How the patient's presence was established at one moment of a session.

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use thiserror::Error;
-use wuding_protocol::{ClaimLine, Date, Record, RecordId, TreatmentPlan};
+use wuding_protocol::{ClaimLine, Date, RecordId, TreatmentPlan};
 use wuding_rules::whatif::{self, WhatIfRow};
 use wuding_rules::{
     AttestedSession, Dataset, Finding, IntegrityEvent, IntegrityKind, Period, RuleId, Ruleset,
@@ -218,83 +218,8 @@ impl Shared {
     }
 }
 
-/// The accepted sessions of a range of patients, decoded as the store
-/// reads them: batches go to two decoding threads while this thread reads
-/// on, so the raw payloads are never all held and reading overlaps
-/// decoding. The sessions keep the store's order.
-fn read_sessions(
-    store: &dyn Store,
-    from: &str,
-    to: &str,
-    range: &PatientRange,
-) -> Result<Vec<AttestedSession>, ReconcileError> {
-    use crate::store::SessionPayload;
-    const BATCH: usize = 2048;
-    // Stored payloads passed verification on the way in; one that no
-    // longer decodes is corruption, not a finding.
-    fn decode(batch: Vec<SessionPayload>) -> Result<Vec<AttestedSession>, StoreError> {
-        let mut out = Vec::with_capacity(batch.len());
-        for p in batch {
-            match Record::decode(&p.payload) {
-                Ok(Record::Session(record)) => out.push(AttestedSession {
-                    record_id: p.record_id,
-                    received_at_ms: p.received_at_ms,
-                    record,
-                }),
-                Ok(Record::Enrolment(_)) => {}
-                Err(_) => return Err(StoreError::Corrupt("stored session payload")),
-            }
-        }
-        Ok(out)
-    }
-    let (send, receive) = std::sync::mpsc::sync_channel::<(usize, Vec<SessionPayload>)>(4);
-    let receive = std::sync::Mutex::new(receive);
-    type Decoded = Vec<(usize, Result<Vec<AttestedSession>, StoreError>)>;
-    let decoder = || -> Decoded {
-        let mut done = Vec::new();
-        loop {
-            let next = receive.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            let Ok((i, batch)) = next else { break };
-            done.push((i, decode(batch)));
-        }
-        done
-    };
-    let (read, mut decoded) = std::thread::scope(|scope| {
-        let workers = [scope.spawn(decoder), scope.spawn(decoder)];
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut n = 0usize;
-        let read = store.session_payloads(from, to, range, &mut |p| {
-            batch.push(p);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                // The decoders only stop once this sender is dropped.
-                send.send((n, full))
-                    .map_err(|_| StoreError::Corrupt("decoder stopped"))?;
-                n += 1;
-            }
-            Ok(())
-        });
-        if read.is_ok() && !batch.is_empty() {
-            let _ = send.send((n, std::mem::take(&mut batch)));
-        }
-        drop(send);
-        let mut decoded: Decoded = Vec::new();
-        for w in workers {
-            decoded.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        (read, decoded)
-    });
-    read?;
-    decoded.sort_by_key(|(i, _)| *i);
-    let mut sessions = Vec::new();
-    for (_, batch) in decoded {
-        sessions.extend(batch?);
-    }
-    Ok(sessions)
-}
-
-/// Loads one range of patients of a period: their sessions (decoded on
-/// up to two threads), claims and plans; `first` (the first part of a run)
+/// Loads one range of patients of a period: their sessions, claims and
+/// plans; `first` (the first part of a run)
 /// also takes the integrity events about no accepted record.
 pub fn load_part(
     store: &dyn Store,
@@ -305,7 +230,7 @@ pub fn load_part(
 ) -> Result<Loaded, ReconcileError> {
     let period = shared.period;
     let (from, to) = (period.from.to_string(), period.to.to_string());
-    let sessions = read_sessions(store, &from, &to, range)?;
+    let sessions = store.attested_sessions(&from, &to, range)?;
     step("sessions");
     let claims = store.claims_of_patients(&from, &to, range)?;
     step("claims");
@@ -710,10 +635,7 @@ pub fn month_figures(
         let Some(date) = s.service_date() else {
             continue;
         };
-        let (h, p) = (
-            s.record.hospital_code.as_str(),
-            s.record.patient.insured_id.as_str(),
-        );
+        let (h, p) = (s.facts.hospital_code.as_str(), s.facts.insured_id.as_str());
         let m = month_of(date);
         let fallback = u64::from(s.is_fallback());
         let pm = patients.entry((m, h, p)).or_default();

@@ -746,3 +746,64 @@ both_backends!(
         assert_eq!(patient_rows(store), patients_one);
     }
 );
+
+both_backends!(
+    the_sessions_read_are_the_facts_of_the_signed_records,
+    |store: &dyn Store| {
+        load_month(store);
+        let all = wuding_server::store::PatientRange::all();
+        let mut read = store
+            .attested_sessions("2026-10-01", "2026-10-31", &all)
+            .unwrap();
+        read.sort_by_key(|s| s.record_id);
+        // Every accepted session record of October, from the records
+        // themselves.
+        let mut expected = Vec::new();
+        for t in store.terminals().unwrap() {
+            for row in store.records_of(&t.terminal_id).unwrap() {
+                if row.record_type != "session" || !row.service_date.starts_with("2026-10") {
+                    continue;
+                }
+                let facts = wuding_server::store::facts_of_payload(&row.payload)
+                    .unwrap()
+                    .expect("a session payload");
+                expected.push(wuding_rules::AttestedSession {
+                    record_id: row.record_id,
+                    received_at_ms: row.received_at_ms,
+                    facts,
+                });
+            }
+        }
+        expected.sort_by_key(|s| s.record_id);
+        assert!(expected.len() > 4_000, "{} sessions", expected.len());
+        // The month has fallbacks, missing check-outs and doses to carry.
+        assert!(expected.iter().any(|s| s.facts.check_in.fallback.is_some()));
+        assert!(expected.iter().any(|s| s.facts.check_out.is_none()));
+        assert!(expected.iter().any(|s| s.facts.dose.is_some()));
+        assert_eq!(read.len(), expected.len());
+        for (a, b) in read.iter().zip(&expected) {
+            assert_eq!(a, b);
+        }
+        // A range of patients reads exactly its patients' sessions.
+        let mut patients: Vec<&str> = expected
+            .iter()
+            .map(|s| s.facts.insured_id.as_str())
+            .collect();
+        patients.sort_unstable();
+        patients.dedup();
+        let range = wuding_server::store::PatientRange {
+            from: Some(patients[patients.len() / 3].to_owned()),
+            to: Some(patients[2 * patients.len() / 3].to_owned()),
+        };
+        let some = store
+            .attested_sessions("2026-10-01", "2026-10-31", &range)
+            .unwrap();
+        let inside = expected
+            .iter()
+            .filter(|s| range.contains(&s.facts.insured_id))
+            .count();
+        assert!(inside > 0 && inside < expected.len());
+        assert_eq!(some.len(), inside);
+        assert!(some.iter().all(|s| range.contains(&s.facts.insured_id)));
+    }
+);

@@ -266,20 +266,20 @@ fn session_views<'a>(
     let mut sv = Vec::with_capacity(data.sessions.len());
     let days = PeriodDays::of(&data.period);
     for (i, s) in data.sessions.iter().enumerate() {
-        let r = &s.record;
+        let r = &s.facts;
         let Some(date) = in_period(data, &days, s) else {
             continue;
         };
         sv.push(SessView {
             i,
-            patient: patients.id(&r.patient.insured_id),
+            patient: patients.id(&r.insured_id),
             hospital: hospitals.id(&r.hospital_code),
             terminal: NONE,
             nurse: NONE,
             day: days_from_date(date),
             date,
             start_ms: r.check_in.at_ms,
-            end_ms: r.check_out.as_ref().map(|o| o.at_ms),
+            end_ms: r.check_out.map(|o| o.at_ms),
             fallback: s.is_fallback(),
         });
     }
@@ -292,7 +292,7 @@ fn in_period(
     days: &PeriodDays,
     s: &crate::model::AttestedSession,
 ) -> Option<Date> {
-    let r = &s.record;
+    let r = &s.facts;
     match &days.dates {
         Some(dates) => {
             let local_ms = r
@@ -337,8 +337,8 @@ fn staff_ids(data: &Dataset<'_>) -> Vec<(u32, u32)> {
         .filter(|s| in_period(data, &days, s).is_some())
         .map(|s| {
             (
-                terminals.id(&s.record.terminal_id),
-                nurses.id(&s.record.nurse_id),
+                terminals.id(&s.facts.terminal_id),
+                nurses.id(&s.facts.nurse_id),
             )
         })
         .collect()
@@ -583,7 +583,7 @@ impl<'a> Engine<'a> {
             for &v in self.sessions_by.of(p) {
                 let view = &self.sv[v as usize];
                 let att = self.session(v);
-                let slot = (view.hospital, view.day, family(att.record.treatment.kind));
+                let slot = (view.hospital, view.day, family(att.facts.kind));
                 s_keyed.push((slot, view.start_ms, att.record_id, v));
             }
             s_keyed.sort_unstable();
@@ -650,9 +650,8 @@ impl<'a> Engine<'a> {
             amount = amount.saturating_add(claim.amount_fen);
             paired.clear();
             for _ in 0..claim.quantity {
-                let same = (0..ss.len()).find(|&k| {
-                    !used[k] && self.session(ss[k]).record.treatment.kind == claim.service_kind
-                });
+                let same = (0..ss.len())
+                    .find(|&k| !used[k] && self.session(ss[k]).facts.kind == claim.service_kind);
                 let Some(k) = same.or_else(|| (0..ss.len()).find(|&k| !used[k])) else {
                     break;
                 };
@@ -747,12 +746,12 @@ impl<'a> Engine<'a> {
         let claim = self.claim(c);
         let charges: u64 = paired
             .iter()
-            .map(|&s| self.session(s).record.charge.total_fen)
+            .map(|&s| self.session(s).facts.charge_fen)
             .fold(0, u64::saturating_add);
         let swapped = paired
             .iter()
             .copied()
-            .find(|&s| self.session(s).record.treatment.kind != claim.service_kind);
+            .find(|&s| self.session(s).facts.kind != claim.service_kind);
         let data = self.data;
         let sv = &self.sv;
         let records = || -> Vec<RecordId> {
@@ -762,7 +761,7 @@ impl<'a> Engine<'a> {
                 .collect()
         };
         if let Some(s) = swapped {
-            let attested = self.session(s).record.treatment.kind;
+            let attested = self.session(s).facts.kind;
             self.emit.push(
                 out,
                 RuleId::ServiceSwapped,
@@ -852,9 +851,9 @@ impl<'a> Engine<'a> {
             .collect();
         for v in 0..self.sv.len() as u32 {
             let s = self.session(v);
-            let r = &s.record;
+            let r = &s.facts;
             let view = &self.sv[v as usize];
-            let kind = r.treatment.kind;
+            let kind = r.kind;
             let fallback = view.fallback;
             let minutes = r.duration_min();
             let min_minutes = min_minutes_of[kind_index(kind)];
@@ -903,22 +902,14 @@ impl<'a> Engine<'a> {
                 date,
                 rid: &rid,
                 hospital: &r.hospital_code,
-                patient: &r.patient.insured_id,
+                patient: &r.insured_id,
                 claim_ids: &claim_ids,
                 record_id: s.record_id,
                 amount,
             };
 
             if fallback {
-                let reason = match &r.check_in.identity {
-                    wuding_protocol::IdentityEvidence::Supervised { reason, .. } => reason.code(),
-                    _ => match r.check_out.as_ref().map(|o| &o.identity) {
-                        Some(wuding_protocol::IdentityEvidence::Supervised { reason, .. }) => {
-                            reason.code()
-                        }
-                        _ => "",
-                    },
-                };
+                let reason = r.fallback_reason().map_or("", |r| r.code());
                 self.push_on_record(
                     out,
                     RuleId::SupervisedFallback,
@@ -1036,7 +1027,7 @@ impl<'a> Engine<'a> {
             events.clear();
             for &v in &ss {
                 let view = &self.sv[v as usize];
-                let kind = self.session(v).record.treatment.kind;
+                let kind = self.session(v).facts.kind;
                 events.push(Event {
                     day: view.day,
                     date: view.date,
@@ -1101,8 +1092,8 @@ impl<'a> Engine<'a> {
                 }
                 let end_b = b_end.unwrap_or(b_start + open);
                 let overlap = end_a.min(end_b) - b_start;
-                let ra = &self.session(ss[a]).record;
-                let rb = &self.session(sb).record;
+                let ra = &self.session(ss[a]).facts;
+                let rb = &self.session(sb).facts;
                 if ra.terminal_id == rb.terminal_id || overlap < min_overlap.max(1) {
                     continue;
                 }
@@ -1126,7 +1117,7 @@ impl<'a> Engine<'a> {
                     Subject::Record(subject.clone()),
                     &[&subject],
                     Some(&rb.hospital_code),
-                    Some(&ra.patient.insured_id),
+                    Some(&ra.insured_id),
                     claims,
                     vec![x, y],
                     amount,
@@ -1157,7 +1148,7 @@ impl<'a> Engine<'a> {
             } else {
                 let s = self.session(e.idx);
                 records.push(s.record_id);
-                hospital.get_or_insert_with(|| s.record.hospital_code.clone());
+                hospital.get_or_insert_with(|| s.facts.hospital_code.clone());
             }
         }
         claims.sort();
@@ -1362,11 +1353,11 @@ impl<'a> Engine<'a> {
             if n == 0 || (!every_key && list.is_empty()) {
                 continue;
             }
-            let r = &self.session(first).record;
+            let r = &self.session(first).facts;
             let name = match by {
                 0 => &r.terminal_id,
                 1 => &r.nurse_id,
-                _ => &r.patient.insured_id,
+                _ => &r.insured_id,
             };
             let fallback = list
                 .iter()
@@ -1375,7 +1366,7 @@ impl<'a> Engine<'a> {
                     FallbackSession {
                         start_ms: self.sv[v as usize].start_ms,
                         record_id: s.record_id,
-                        hospital: s.record.hospital_code.clone(),
+                        hospital: s.facts.hospital_code.clone(),
                         claim_id: match self.claim_of_session[v as usize] {
                             NONE => None,
                             c => Some(self.claim(c).claim_id.clone()),
@@ -1527,14 +1518,14 @@ impl<'a> Engine<'a> {
         already: &[PlanBreach],
     ) {
         let att = self.session(s);
-        let r = &att.record;
+        let r = &att.facts;
         let facts = ServiceFacts {
             hospital_code: &r.hospital_code,
             department_code: &r.department_code,
             doctor_id: &r.doctor_id,
-            kind: r.treatment.kind,
-            drug_code: r.treatment.drug_code.as_deref(),
-            dose: r.treatment.dose.as_ref(),
+            kind: r.kind,
+            drug_code: r.drug_code.as_deref(),
+            dose: r.dose.as_ref(),
             date: self.sv[s as usize].date,
         };
         let breaches = check_against_plans(self.rs, plans, &facts);
@@ -1557,7 +1548,7 @@ impl<'a> Engine<'a> {
                 Subject::Record(rid.clone()),
                 &rid,
                 &r.hospital_code,
-                &r.patient.insured_id,
+                &r.insured_id,
                 claim_ids.clone(),
                 vec![att.record_id],
                 amount,
@@ -1672,9 +1663,9 @@ impl<'a> Engine<'a> {
             if let Some(&v) = accepted.get(id)
                 && v != NONE
             {
-                let r = &self.session(v).record;
+                let r = &self.session(v).facts;
                 date.get_or_insert(self.sv[v as usize].date);
-                patient.get_or_insert_with(|| r.patient.insured_id.clone());
+                patient.get_or_insert_with(|| r.insured_id.clone());
                 hospital.get_or_insert_with(|| r.hospital_code.clone());
                 let c = self.claim_of_session[v as usize];
                 if c != NONE {

@@ -30,6 +30,6 @@ pub use config::{
 };
 pub use engine::{CrossTallies, Part, reconcile, reconcile_on, reconcile_part, sort_findings};
 pub use model::{
-    AttestedSession, Dataset, Finding, FindingId, IntegrityEvent, IntegrityKind, Period, Subject,
-    Text, date_from_days, days_from_date, local_date,
+    AttestedSession, Dataset, Finding, FindingId, IntegrityEvent, IntegrityKind, Period, Presence,
+    SessionFacts, Subject, Text, date_from_days, days_from_date, local_date,
 };

@@ -5,7 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use wuding_protocol::{ClaimLine, Date, RecordId, SessionRecord, TreatmentPlan};
+use wuding_protocol::{
+    Attestation, ClaimLine, Closure, Date, Dose, FallbackReason, IdentityEvidence, RecordId,
+    SessionRecord, TreatmentKind, TreatmentPlan,
+};
 
 use crate::config::Severity;
 
@@ -16,34 +19,129 @@ pub struct Text {
     pub en: String,
 }
 
-/// A session record the server accepted: verified, decoded, with its
-/// receipt time.
+/// A session record the server accepted: its id, its receipt time and the
+/// facts reconciliation reads of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestedSession {
     pub record_id: RecordId,
     /// When the server received it (Unix ms).
     pub received_at_ms: i64,
-    pub record: SessionRecord,
+    pub facts: SessionFacts,
 }
 
 impl AttestedSession {
+    /// The session of a decoded record.
+    pub fn of_record(record_id: RecordId, received_at_ms: i64, record: &SessionRecord) -> Self {
+        AttestedSession {
+            record_id,
+            received_at_ms,
+            facts: SessionFacts::of(record),
+        }
+    }
+
     pub fn terminal_id(&self) -> &str {
-        &self.record.terminal_id
+        &self.facts.terminal_id
     }
 
     /// The local date of check-in: the session's service date.
     pub fn service_date(&self) -> Option<Date> {
-        local_date(self.record.check_in.at_ms, self.record.utc_offset_min)
+        self.facts.service_date()
     }
 
     /// Whether check-in or check-out was attested by supervised fallback.
     pub fn is_fallback(&self) -> bool {
-        !self.record.check_in.identity.is_fingerprint()
-            || self
-                .record
-                .check_out
-                .as_ref()
-                .is_some_and(|o| !o.identity.is_fingerprint())
+        self.facts.fallback_reason().is_some()
+    }
+}
+
+/// What reconciliation reads of a signed session record: where, who, what
+/// and when, how the patient's presence was proven at each end, and the
+/// charge bound into it. Not the chain position, the bed or the evidence's
+/// details (finger, score, witness), which the rules never look at. The
+/// server keeps these beside each accepted record, so a month is read
+/// without decoding the signed payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionFacts {
+    pub terminal_id: String,
+    /// Terminal clock when the record was signed (Unix ms).
+    pub signed_at_ms: i64,
+    /// Local offset from UTC in minutes.
+    pub utc_offset_min: i16,
+    pub hospital_code: String,
+    pub department_code: String,
+    pub insured_id: String,
+    pub nurse_id: String,
+    pub doctor_id: String,
+    pub kind: TreatmentKind,
+    pub drug_code: Option<String>,
+    pub dose: Option<Dose>,
+    pub check_in: Presence,
+    pub check_out: Option<Presence>,
+    pub closure: Closure,
+    /// The charge's total (fen).
+    pub charge_fen: u64,
+}
+
+/// One moment of a session at which the patient's presence was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Presence {
+    /// Terminal clock (Unix ms).
+    pub at_ms: i64,
+    /// `None`: the patient's fingerprint; otherwise supervised fallback and
+    /// why.
+    pub fallback: Option<FallbackReason>,
+}
+
+impl Presence {
+    fn of(a: &Attestation) -> Presence {
+        Presence {
+            at_ms: a.at_ms,
+            fallback: match &a.identity {
+                IdentityEvidence::Fingerprint { .. } => None,
+                IdentityEvidence::Supervised { reason, .. } => Some(*reason),
+            },
+        }
+    }
+}
+
+impl SessionFacts {
+    pub fn of(r: &SessionRecord) -> SessionFacts {
+        SessionFacts {
+            terminal_id: r.terminal_id.clone(),
+            signed_at_ms: r.signed_at_ms,
+            utc_offset_min: r.utc_offset_min,
+            hospital_code: r.hospital_code.clone(),
+            department_code: r.department_code.clone(),
+            insured_id: r.patient.insured_id.clone(),
+            nurse_id: r.nurse_id.clone(),
+            doctor_id: r.doctor_id.clone(),
+            kind: r.treatment.kind,
+            drug_code: r.treatment.drug_code.clone(),
+            dose: r.treatment.dose.clone(),
+            check_in: Presence::of(&r.check_in),
+            check_out: r.check_out.as_ref().map(Presence::of),
+            closure: r.closure,
+            charge_fen: r.charge.total_fen,
+        }
+    }
+
+    /// The local date of check-in: the session's service date.
+    pub fn service_date(&self) -> Option<Date> {
+        local_date(self.check_in.at_ms, self.utc_offset_min)
+    }
+
+    /// Minutes from check-in to check-out (`None` without a check-out).
+    pub fn duration_min(&self) -> Option<i64> {
+        self.check_out
+            .map(|out| (out.at_ms - self.check_in.at_ms) / 60_000)
+    }
+
+    /// Why supervised fallback stood in for the fingerprint, at check-in
+    /// or else at check-out (`None`: fingerprints at both ends).
+    pub fn fallback_reason(&self) -> Option<FallbackReason> {
+        self.check_in
+            .fallback
+            .or(self.check_out.and_then(|o| o.fallback))
     }
 }
 

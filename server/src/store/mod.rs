@@ -17,7 +17,8 @@ pub use casework::{
 };
 
 use thiserror::Error;
-use wuding_protocol::{ClaimLine, RecordId};
+use wuding_protocol::{ClaimLine, Record, RecordId};
+use wuding_rules::{AttestedSession, SessionFacts};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -181,18 +182,15 @@ pub trait Store: Casework + Send + Sync {
     /// Bodies of every roster item of a kind (all hospitals), key order.
     fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Accepted session records of `patients` whose service date
-    /// (`YYYY-MM-DD`) lies in `from..=to`: id, server receipt time,
-    /// original payload bytes, handed to `each` as they are read (a large
-    /// period is never held as raw bytes); an error from `each` stops the
-    /// read and is returned.
-    fn session_payloads(
+    /// The accepted session records of `patients` whose service date
+    /// (`YYYY-MM-DD`) lies in `from..=to`, as reconciliation reads them:
+    /// id, receipt time and the record's facts. Any order.
+    fn attested_sessions(
         &self,
         from: &str,
         to: &str,
         patients: &PatientRange,
-        each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Vec<AttestedSession>, StoreError>;
     /// Claim lines whose service date lies in `from..=to`.
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError>;
     /// Claim lines of `patients` whose service date lies in `from..=to`.
@@ -263,12 +261,91 @@ impl PatientRange {
     }
 }
 
-/// An accepted session record as [`Store::session_payloads`] returns it.
+/// An accepted session record as stored: id, receipt time, signed payload.
 #[derive(Debug, Clone)]
 pub struct SessionPayload {
     pub record_id: RecordId,
     pub received_at_ms: i64,
     pub payload: Vec<u8>,
+}
+
+/// The facts of a stored record's payload (`None` for an enrolment). A
+/// stored payload passed verification on its way in: one that no longer
+/// decodes is corruption.
+pub fn facts_of_payload(payload: &[u8]) -> Result<Option<SessionFacts>, StoreError> {
+    match Record::decode(payload) {
+        Ok(Record::Session(record)) => Ok(Some(SessionFacts::of(&record))),
+        Ok(Record::Enrolment(_)) => Ok(None),
+        Err(_) => Err(StoreError::Corrupt("stored session payload")),
+    }
+}
+
+/// Decodes session payloads as `read` hands them over: batches go to two
+/// decoding threads while `read` goes on, so the raw payloads are never all
+/// held and reading overlaps decoding. The sessions keep `read`'s order.
+pub fn decode_sessions(
+    read: &mut dyn FnMut(
+        &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>,
+) -> Result<Vec<AttestedSession>, StoreError> {
+    const BATCH: usize = 2048;
+    fn decode(batch: Vec<SessionPayload>) -> Result<Vec<AttestedSession>, StoreError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for p in batch {
+            if let Some(facts) = facts_of_payload(&p.payload)? {
+                out.push(AttestedSession {
+                    record_id: p.record_id,
+                    received_at_ms: p.received_at_ms,
+                    facts,
+                });
+            }
+        }
+        Ok(out)
+    }
+    let (send, receive) = std::sync::mpsc::sync_channel::<(usize, Vec<SessionPayload>)>(4);
+    let receive = std::sync::Mutex::new(receive);
+    type Decoded = Vec<(usize, Result<Vec<AttestedSession>, StoreError>)>;
+    let decoder = || -> Decoded {
+        let mut done = Vec::new();
+        loop {
+            let next = receive.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok((i, batch)) = next else { break };
+            done.push((i, decode(batch)));
+        }
+        done
+    };
+    let (read, mut decoded) = std::thread::scope(|scope| {
+        let workers = [scope.spawn(decoder), scope.spawn(decoder)];
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut n = 0usize;
+        let read = read(&mut |p| {
+            batch.push(p);
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                // The decoders only stop once this sender is dropped.
+                send.send((n, full))
+                    .map_err(|_| StoreError::Corrupt("decoder stopped"))?;
+                n += 1;
+            }
+            Ok(())
+        });
+        if read.is_ok() && !batch.is_empty() {
+            let _ = send.send((n, std::mem::take(&mut batch)));
+        }
+        drop(send);
+        let mut decoded: Decoded = Vec::new();
+        for w in workers {
+            decoded.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        (read, decoded)
+    });
+    read?;
+    decoded.sort_by_key(|(i, _)| *i);
+    let mut sessions = Vec::new();
+    for (_, batch) in decoded {
+        sessions.extend(batch?);
+    }
+    Ok(sessions)
 }
 
 /// A stored finding: the engine's finding flattened, plus the workflow

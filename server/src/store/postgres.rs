@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Transaction};
 use wuding_protocol::{ClaimLine, RecordId};
+use wuding_rules::AttestedSession;
 
 mod casework;
 
@@ -1091,13 +1092,14 @@ impl Store for PgStore {
             .collect())
     }
 
-    fn session_payloads(
+    /// Reads the signed payloads and decodes their facts (two decoding
+    /// threads beside the read): this backend keeps no facts table.
+    fn attested_sessions(
         &self,
         from: &str,
         to: &str,
         patients: &PatientRange,
-        each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<AttestedSession>, StoreError> {
         let (range, values) = patients.sql("insured_id COLLATE \"C\"", "$", &[from, to]);
         let values: Vec<&(dyn postgres::types::ToSql + Sync)> =
             values.iter().map(|v| v as _).collect();
@@ -1109,14 +1111,16 @@ impl Store for PgStore {
             ),
             values,
         )?;
-        while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-            each(SessionPayload {
-                record_id: id_from(r.get(0))?,
-                received_at_ms: r.get(1),
-                payload: r.get(2),
-            })?;
-        }
-        Ok(())
+        super::decode_sessions(&mut |each| {
+            while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+                each(SessionPayload {
+                    record_id: id_from(r.get(0))?,
+                    received_at_ms: r.get(1),
+                    payload: r.get(2),
+                })?;
+            }
+            Ok(())
+        })
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {

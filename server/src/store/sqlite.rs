@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use rusqlite::{
     Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
 };
-use wuding_protocol::{ClaimLine, RecordId};
+use wuding_protocol::{ClaimLine, Closure, Date, FallbackReason, RecordId};
+use wuding_rules::{AttestedSession, Presence, SessionFacts};
 
 mod casework;
 
 use super::{
-    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, SessionPayload, Store,
-    StoreError, TerminalRow, Tx, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, Store, StoreError,
+    TerminalRow, Tx, UpsertCounts,
 };
 use wuding_protocol::types::{Dose, TreatmentKind};
 
@@ -345,7 +346,203 @@ ALTER TABLE claims_by_day RENAME TO claims;
 CREATE UNIQUE INDEX claims_by_id ON claims (claim_id);
 CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
 "#,
+    // What reconciliation reads of each accepted session record, kept
+    // beside it in (day, patient) order: a range of patients over a period
+    // reads as one contiguous run of rows per day, without decoding a
+    // signed payload. Written with the record; filled from the stored
+    // payloads when this migration runs (`fill_attested_sessions`). Claim
+    // lines move to the same order.
+    r#"
+CREATE TABLE attested_sessions (
+    service_date       TEXT NOT NULL,
+    insured_id         TEXT NOT NULL,
+    record_id          BLOB NOT NULL,
+    received_at_ms     INTEGER NOT NULL,
+    terminal_id        TEXT NOT NULL,
+    signed_at_ms       INTEGER NOT NULL,
+    utc_offset_min     INTEGER NOT NULL,
+    hospital_code      TEXT NOT NULL,
+    department_code    TEXT NOT NULL,
+    nurse_id           TEXT NOT NULL,
+    doctor_id          TEXT NOT NULL,
+    kind               TEXT NOT NULL,
+    drug_code          TEXT,
+    dose_milli         INTEGER,
+    dose_unit          TEXT,
+    check_in_ms        INTEGER NOT NULL,
+    check_in_fallback  TEXT,
+    check_out_ms       INTEGER,
+    check_out_fallback TEXT,
+    closure            TEXT NOT NULL,
+    charge_fen         INTEGER NOT NULL,
+    PRIMARY KEY (service_date, insured_id, record_id)
+) WITHOUT ROWID;
+CREATE TABLE claims_by_patient_day (
+    claim_id        TEXT NOT NULL,
+    insured_id      TEXT NOT NULL,
+    hospital_code   TEXT NOT NULL,
+    department_code TEXT NOT NULL,
+    doctor_id       TEXT NOT NULL,
+    service_date    TEXT NOT NULL,
+    service_code    TEXT NOT NULL,
+    service_kind    TEXT NOT NULL,
+    quantity        INTEGER NOT NULL,
+    amount_fen      INTEGER NOT NULL,
+    drug_code       TEXT,
+    dose_milli      INTEGER,
+    dose_unit       TEXT,
+    source          TEXT NOT NULL,
+    PRIMARY KEY (service_date, insured_id, claim_id)
+) WITHOUT ROWID;
+INSERT INTO claims_by_patient_day SELECT * FROM claims;
+DROP TABLE claims;
+ALTER TABLE claims_by_patient_day RENAME TO claims;
+CREATE UNIQUE INDEX claims_by_id ON claims (claim_id);
+CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
+"#,
 ];
+
+/// The migration that adds `attested_sessions` (filled from the stored
+/// payloads right after it runs).
+const ATTESTED_SESSIONS_MIGRATION: usize = 8;
+
+const INSERT_ATTESTED_SESSION: &str = "INSERT INTO attested_sessions (service_date, insured_id, \
+     record_id, received_at_ms, terminal_id, signed_at_ms, utc_offset_min, hospital_code, \
+     department_code, nurse_id, doctor_id, kind, drug_code, dose_milli, dose_unit, check_in_ms, \
+     check_in_fallback, check_out_ms, check_out_fallback, closure, charge_fen) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+
+/// Writes the facts of an accepted session record.
+fn insert_attested_session(
+    conn: &Connection,
+    service_date: &str,
+    record_id: &RecordId,
+    received_at_ms: i64,
+    f: &SessionFacts,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(INSERT_ATTESTED_SESSION)?;
+    let closure = match f.closure {
+        Closure::Completed => "completed",
+        Closure::MissingCheckout => "missing_checkout",
+    };
+    stmt.execute(params![
+        service_date,
+        f.insured_id,
+        record_id.0.as_slice(),
+        received_at_ms,
+        f.terminal_id,
+        f.signed_at_ms,
+        f.utc_offset_min,
+        f.hospital_code,
+        f.department_code,
+        f.nurse_id,
+        f.doctor_id,
+        f.kind.code(),
+        f.drug_code,
+        f.dose.as_ref().map(|d| d.amount_milli as i64),
+        f.dose.as_ref().map(|d| d.unit.as_str()),
+        f.check_in.at_ms,
+        f.check_in.fallback.map(FallbackReason::code),
+        f.check_out.map(|o| o.at_ms),
+        f.check_out
+            .and_then(|o| o.fallback)
+            .map(FallbackReason::code),
+        closure,
+        f.charge_fen as i64,
+    ])?;
+    Ok(())
+}
+
+/// Fills `attested_sessions` from the accepted session records' payloads
+/// (a store from before the table), in batches of rowids.
+fn fill_attested_sessions(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT rowid, record_id, received_at_ms, service_date, payload FROM records
+         WHERE record_type = 'session' AND rowid > ?1 ORDER BY rowid LIMIT 10000",
+    )?;
+    let mut after = 0i64;
+    loop {
+        let batch: Vec<(i64, Vec<u8>, i64, String, Vec<u8>)> = stmt
+            .query_map(params![after], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.0;
+        for (_, id, received_at_ms, date, payload) in batch {
+            if let Some(facts) = super::facts_of_payload(&payload)? {
+                insert_attested_session(conn, &date, &id_from(id)?, received_at_ms, &facts)?;
+            }
+        }
+    }
+}
+
+/// Reads one row of `attested_sessions` (columns from `record_id` on).
+fn attested_session_from(r: &rusqlite::Row<'_>) -> Result<AttestedSession, StoreError> {
+    let bad = |_| StoreError::Corrupt("attested session column");
+    let str_at = |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(bad) };
+    let opt_str_at = |i: usize| -> Result<Option<&str>, StoreError> {
+        r.get_ref(i)?.as_str_or_null().map_err(bad)
+    };
+    let text = |i: usize| -> Result<String, StoreError> { Ok(str_at(i)?.to_owned()) };
+    let opt_text =
+        |i: usize| -> Result<Option<String>, StoreError> { Ok(opt_str_at(i)?.map(str::to_owned)) };
+    let fallback = |i: usize| -> Result<Option<FallbackReason>, StoreError> {
+        match opt_str_at(i)? {
+            None => Ok(None),
+            Some(code) => FallbackReason::from_code(code)
+                .map(Some)
+                .ok_or(StoreError::Corrupt("stored fallback reason")),
+        }
+    };
+    let kind =
+        TreatmentKind::from_code(str_at(9)?).ok_or(StoreError::Corrupt("stored treatment kind"))?;
+    let dose = match (r.get::<_, Option<i64>>(11)?, opt_text(12)?) {
+        (Some(milli), Some(unit)) => Some(Dose {
+            amount_milli: milli as u64,
+            unit,
+        }),
+        _ => None,
+    };
+    let closure = match str_at(17)? {
+        "completed" => Closure::Completed,
+        "missing_checkout" => Closure::MissingCheckout,
+        _ => return Err(StoreError::Corrupt("stored closure")),
+    };
+    let check_out = match r.get::<_, Option<i64>>(15)? {
+        Some(at_ms) => Some(Presence {
+            at_ms,
+            fallback: fallback(16)?,
+        }),
+        None => None,
+    };
+    Ok(AttestedSession {
+        record_id: id_from(r.get(0)?)?,
+        received_at_ms: r.get(1)?,
+        facts: SessionFacts {
+            terminal_id: text(2)?,
+            signed_at_ms: r.get(3)?,
+            utc_offset_min: r.get(4)?,
+            hospital_code: text(5)?,
+            department_code: text(6)?,
+            insured_id: text(18)?,
+            nurse_id: text(7)?,
+            doctor_id: text(8)?,
+            kind,
+            drug_code: opt_text(10)?,
+            dose,
+            check_in: Presence {
+                at_ms: r.get(13)?,
+                fallback: fallback(14)?,
+            },
+            check_out,
+            closure,
+            charge_fen: r.get::<_, i64>(19)? as u64,
+        },
+    })
+}
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
      measured_ms, missing_from, missing_to, other_record_id";
@@ -481,6 +678,9 @@ impl SqliteStore {
         let tx = conn.transaction()?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(m)?;
+            if i == ATTESTED_SESSIONS_MIGRATION {
+                fill_attested_sessions(&tx)?;
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
@@ -768,6 +968,17 @@ impl Tx for SqliteTx<'_> {
                 .query_row("SELECT size FROM log_head WHERE id = 1", [], |r| r.get(0))?,
         };
         self.insert_row("records", row, Some(size as u64))?;
+        if row.record_type == "session"
+            && let Some(facts) = super::facts_of_payload(&row.payload)?
+        {
+            insert_attested_session(
+                &self.tx,
+                &row.service_date,
+                &row.record_id,
+                row.received_at_ms,
+                &facts,
+            )?;
+        }
         self.log_size = Some(size + 1);
         Ok(size as u64)
     }
@@ -1174,35 +1385,40 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn session_payloads(
+    fn attested_sessions(
         &self,
         from: &str,
         to: &str,
         patients: &PatientRange,
-        each: &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        // A range of patients reads through the patient index: its rows
-        // sit together there, wherever they lie in the table.
-        let (range, values) = patients.sql("insured_id", "?", &[from, to]);
-        let index = if patients.is_all() {
-            ""
-        } else {
-            "INDEXED BY records_by_patient"
+    ) -> Result<Vec<AttestedSession>, StoreError> {
+        let (Ok(first), Ok(last)) = (from.parse::<Date>(), to.parse::<Date>()) else {
+            return Err(StoreError::Corrupt("period dates"));
         };
+        let conn = self.conn();
+        // One contiguous run of the table per day: the day's rows of the
+        // range's patients sit together in (day, patient) order.
+        let (range, values) = patients.sql("insured_id", "?", &[""]);
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT record_id, received_at_ms, payload FROM records {index}
-             WHERE record_type = 'session' AND service_date BETWEEN ?1 AND ?2{range}"
+            "SELECT record_id, received_at_ms, terminal_id, signed_at_ms, utc_offset_min,
+                    hospital_code, department_code, nurse_id, doctor_id, kind, drug_code,
+                    dose_milli, dose_unit, check_in_ms, check_in_fallback, check_out_ms,
+                    check_out_fallback, closure, insured_id, charge_fen
+             FROM attested_sessions WHERE service_date = ?1{range}"
         ))?;
-        let mut rows = stmt.query(params_from_iter(values))?;
-        while let Some(r) = rows.next()? {
-            each(SessionPayload {
-                record_id: id_from(r.get(0)?)?,
-                received_at_ms: r.get(1)?,
-                payload: r.get(2)?,
-            })?;
+        let mut sessions = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let date = day.to_string();
+            let mut values = values.clone();
+            values[0] = &date;
+            let mut rows = stmt.query(params_from_iter(values))?;
+            while let Some(r) = rows.next()? {
+                sessions.push(attested_session_from(r)?);
+            }
+            let Ok(next) = day.tomorrow() else { break };
+            day = next;
         }
-        Ok(())
+        Ok(sessions)
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
@@ -1218,9 +1434,11 @@ impl Store for SqliteStore {
         if patients.is_all() {
             return self.claims_between(from, to);
         }
+        // Claim lines sit in (day, patient) order: the range reads through
+        // the table itself, not the patient index.
         let (range, values) = patients.sql("insured_id", "?", &[from, to]);
         self.claims_where(
-            &format!("INDEXED BY claims_by_patient WHERE service_date BETWEEN ?1 AND ?2{range}"),
+            &format!("WHERE service_date BETWEEN ?1 AND ?2{range}"),
             &values,
         )
     }
@@ -1328,7 +1546,9 @@ mod tests {
     fn claims_survive_the_move_to_date_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let before = MIGRATIONS.len() - 1;
+        // Before the move to date order (and the later one to day and
+        // patient order).
+        let before = ATTESTED_SESSIONS_MIGRATION - 1;
         {
             let conn = Connection::open(&path).unwrap();
             for m in &MIGRATIONS[..before] {
@@ -1351,5 +1571,49 @@ mod tests {
         let again = store.insert_claims(&lines, "again.csv").unwrap();
         assert_eq!(again, 0, "the same claim id is not stored twice");
         assert_eq!(store.claim_count().unwrap(), 1);
+    }
+
+    /// A store from before `attested_sessions` gets the facts of every
+    /// accepted session record it holds, and keeps its claim lines, when
+    /// the migration runs.
+    #[test]
+    fn attested_sessions_are_filled_from_the_stored_records() {
+        use wuding_firmware_host::scenario::{ScenarioConfig, generate};
+        let dir = tempfile::tempdir().unwrap();
+        let month = dir.path().join("month");
+        let mut cfg = ScenarioConfig::new(40, 2026, 10);
+        cfg.seed = 11;
+        generate(&cfg).write_to(&month).unwrap();
+        let path = dir.path().join("store.db");
+        let all = PatientRange::all();
+        let (sessions, claims) = {
+            let store = SqliteStore::open(&path).unwrap();
+            let log = crate::ingest::Log::new(wuding_protocol::TerminalSigner::from_seed(&[3; 32]));
+            crate::month::load_dir(&store, &log, &month, &|| 1_800_000_000_000).unwrap();
+            let mut sessions = store
+                .attested_sessions("2026-10-01", "2026-10-31", &all)
+                .unwrap();
+            sessions.sort_by_key(|s| s.record_id);
+            let mut claims = store.claims_between("2026-10-01", "2026-10-31").unwrap();
+            claims.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
+            (sessions, claims)
+        };
+        assert!(sessions.len() > 300, "{} sessions", sessions.len());
+        // As the store was before the migration: no facts table.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE attested_sessions").unwrap();
+            conn.pragma_update(None, "user_version", ATTESTED_SESSIONS_MIGRATION as i64)
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let mut filled = store
+            .attested_sessions("2026-10-01", "2026-10-31", &all)
+            .unwrap();
+        filled.sort_by_key(|s| s.record_id);
+        assert_eq!(filled, sessions);
+        let mut kept = store.claims_between("2026-10-01", "2026-10-31").unwrap();
+        kept.sort_by(|a, b| a.claim_id.cmp(&b.claim_id));
+        assert_eq!(kept, claims);
     }
 }

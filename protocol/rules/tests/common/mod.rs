@@ -134,52 +134,45 @@ impl Sess {
         let signed_at_ms = check_out
             .as_ref()
             .map_or(self.start_ms + 6 * 3_600_000, |o| o.at_ms);
-        AttestedSession {
-            record_id: self.id(),
-            received_at_ms: signed_at_ms + self.delay_ms,
-            record: SessionRecord {
-                terminal_id: self.terminal.clone(),
-                seq: u64::from(self.n),
-                prev: RecordId::GENESIS,
-                signed_at_ms,
-                utc_offset_min: OFFSET_MIN,
-                hospital_code: self.hospital.clone(),
-                department_code: self.department.clone(),
-                bed: "B01".into(),
-                machine: None,
-                patient: PatientRef {
-                    insured_id: self.patient.clone(),
-                    card_uid: "04A1B2C3".into(),
-                },
-                nurse_id: self.nurse.clone(),
-                doctor_id: self.doctor.clone(),
-                treatment: Treatment {
-                    kind: self.kind,
-                    service_code: self.kind.code().into(),
-                    drug_code: self.drug.clone(),
-                    dose: self.dose.clone(),
-                },
-                check_in: Attestation {
-                    at_ms: self.start_ms,
-                    identity: if self.fallback {
-                        supervised(&self.nurse)
-                    } else {
-                        fingerprint()
-                    },
-                },
-                closure: if check_out.is_some() {
-                    Closure::Completed
-                } else {
-                    Closure::MissingCheckout
-                },
-                check_out,
-                charge: Charge::from_items(vec![ChargeItem::new(
-                    self.kind.code(),
-                    1,
-                    self.charge_fen,
-                )]),
+        let record = SessionRecord {
+            terminal_id: self.terminal.clone(),
+            seq: u64::from(self.n),
+            prev: RecordId::GENESIS,
+            signed_at_ms,
+            utc_offset_min: OFFSET_MIN,
+            hospital_code: self.hospital.clone(),
+            department_code: self.department.clone(),
+            bed: "B01".into(),
+            machine: None,
+            patient: PatientRef {
+                insured_id: self.patient.clone(),
+                card_uid: "04A1B2C3".into(),
             },
-        }
+            nurse_id: self.nurse.clone(),
+            doctor_id: self.doctor.clone(),
+            treatment: Treatment {
+                kind: self.kind,
+                service_code: self.kind.code().into(),
+                drug_code: self.drug.clone(),
+                dose: self.dose.clone(),
+            },
+            check_in: Attestation {
+                at_ms: self.start_ms,
+                identity: if self.fallback {
+                    supervised(&self.nurse)
+                } else {
+                    fingerprint()
+                },
+            },
+            closure: if check_out.is_some() {
+                Closure::Completed
+            } else {
+                Closure::MissingCheckout
+            },
+            check_out,
+            charge: Charge::from_items(vec![ChargeItem::new(self.kind.code(), 1, self.charge_fen)]),
+        };
+        AttestedSession::of_record(self.id(), signed_at_ms + self.delay_ms, &record)
     }
 
     /// The claim a hospital would honestly submit for this session.
