@@ -230,10 +230,17 @@ pub fn load_part(
 ) -> Result<Loaded, ReconcileError> {
     let period = shared.period;
     let (from, to) = (period.from.to_string(), period.to.to_string());
-    let sessions = store.attested_sessions(&from, &to, range)?;
-    step("sessions");
-    let claims = store.claims_of_patients(&from, &to, range)?;
-    step("claims");
+    // Sessions and claim lines are read side by side.
+    let (sessions, claims) = std::thread::scope(|scope| {
+        let sessions = scope.spawn(|| store.attested_sessions(&from, &to, range));
+        let claims = store.claims_of_patients(&from, &to, range);
+        let sessions = sessions
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (sessions, claims)
+    });
+    let (sessions, claims) = (sessions?, claims?);
+    step("sessions and claims");
     let plans = shared.plans_of(range).to_vec();
     let integrity = shared
         .events
@@ -628,76 +635,68 @@ pub fn month_figures(
     use wuding_rules::fx::{FxMap, map_with};
     type Month = (i16, i8);
     let month_of = |d: Date| (d.year(), d.month());
+    // Counted per patient, hospital and month; the hospital level is the
+    // sum of its patients (one map lookup per session and claim line)
+    // plus the findings about no patient.
     let mut patients: FxMap<(Month, &str, &str), HospitalMonth> =
         map_with(loaded.claims.len() / 8 + 16);
-    let mut hospitals: FxMap<(Month, &str), HospitalMonth> = map_with(1024);
     for s in &loaded.sessions {
         let Some(date) = s.service_date() else {
             continue;
         };
         let (h, p) = (s.facts.hospital_code.as_str(), s.facts.insured_id.as_str());
-        let m = month_of(date);
-        let fallback = u64::from(s.is_fallback());
-        let pm = patients.entry((m, h, p)).or_default();
-        let hm = hospitals.entry((m, h)).or_default();
-        if pm.attested_sessions == 0 {
-            pm.attested_patients = 1;
-            hm.attested_patients += 1;
-        }
+        let pm = patients.entry((month_of(date), h, p)).or_default();
+        pm.attested_patients = 1;
         pm.attested_sessions += 1;
-        hm.attested_sessions += 1;
-        pm.fallback_sessions += fallback;
-        hm.fallback_sessions += fallback;
+        pm.fallback_sessions += u64::from(s.is_fallback());
     }
-    let mut claim_place: FxMap<&str, (Month, &str, &str)> = map_with(loaded.claims.len());
+    // The claim lines phantom findings name (few), each with whether it
+    // is its finding's first line (which carries the finding's money).
+    let mut phantom: FxMap<&str, Vec<(bool, u64)>> = map_with(1024);
+    for f in findings.iter().filter(|f| f.rule_id == "phantom_session") {
+        for (i, id) in f.claim_ids.iter().enumerate() {
+            phantom
+                .entry(id.as_str())
+                .or_default()
+                .push((i == 0, f.amount_fen));
+        }
+    }
     for c in &loaded.claims {
         let (h, p) = (c.hospital_code.as_str(), c.insured_id.as_str());
-        let m = month_of(c.service_date);
-        let pm = patients.entry((m, h, p)).or_default();
-        let hm = hospitals.entry((m, h)).or_default();
-        if pm.claimed_lines == 0 {
-            pm.claimed_patients = 1;
-            hm.claimed_patients += 1;
-        }
-        for e in [&mut *pm, &mut *hm] {
-            e.claimed_lines += 1;
-            e.claimed_fen = e.claimed_fen.saturating_add(c.amount_fen);
-        }
-        claim_place.insert(&c.claim_id, (m, h, p));
-    }
-    for f in findings {
-        if f.rule_id == "phantom_session" {
-            for (i, id) in f.claim_ids.iter().enumerate() {
-                let Some(&(m, h, p)) = claim_place.get(id.as_str()) else {
-                    continue;
-                };
-                for e in [
-                    patients.entry((m, h, p)).or_default(),
-                    hospitals.entry((m, h)).or_default(),
-                ] {
-                    e.phantom_claims += 1;
-                    if i == 0 {
-                        e.phantom_fen = e.phantom_fen.saturating_add(f.amount_fen);
-                    }
+        let pm = patients
+            .entry((month_of(c.service_date), h, p))
+            .or_default();
+        pm.claimed_patients = 1;
+        pm.claimed_lines += 1;
+        pm.claimed_fen = pm.claimed_fen.saturating_add(c.amount_fen);
+        if let Some(named) = phantom.get(c.claim_id.as_str()) {
+            for &(first, amount_fen) in named {
+                pm.phantom_claims += 1;
+                if first {
+                    pm.phantom_fen = pm.phantom_fen.saturating_add(amount_fen);
                 }
             }
         }
+    }
+    let mut hospitals: FxMap<(Month, &str), HospitalMonth> = map_with(1024);
+    for f in findings {
         let (Some(h), Some(d)) = (&f.hospital_code, f.date) else {
             continue;
         };
         let m = month_of(d);
-        let count = |e: &mut HospitalMonth| {
-            match f.severity.code() {
-                "red" => e.red += 1,
-                "yellow" => e.yellow += 1,
-                _ => e.green += 1,
-            }
-            e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
+        let e = match &f.insured_id {
+            Some(p) => patients.entry((m, h, p)).or_default(),
+            None => hospitals.entry((m, h)).or_default(),
         };
-        count(hospitals.entry((m, h)).or_default());
-        if let Some(p) = &f.insured_id {
-            count(patients.entry((m, h, p)).or_default());
+        match f.severity.code() {
+            "red" => e.red += 1,
+            "yellow" => e.yellow += 1,
+            _ => e.green += 1,
         }
+        e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
+    }
+    for (&(m, h, _), pm) in &patients {
+        add_figures(hospitals.entry((m, h)).or_default(), pm);
     }
     let name = |(y, m): Month| format!("{y:04}-{m:02}");
     let mut hospital_rows: Vec<(Month, &str, HospitalMonth)> =

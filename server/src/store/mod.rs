@@ -280,14 +280,14 @@ pub fn facts_of_payload(payload: &[u8]) -> Result<Option<SessionFacts>, StoreErr
     }
 }
 
+/// Reads session payloads, handing each to the function it is given.
+pub type ReadPayloads<'a> = dyn FnMut(&mut dyn FnMut(SessionPayload) -> Result<(), StoreError>) -> Result<(), StoreError>
+    + 'a;
+
 /// Decodes session payloads as `read` hands them over: batches go to two
 /// decoding threads while `read` goes on, so the raw payloads are never all
 /// held and reading overlaps decoding. The sessions keep `read`'s order.
-pub fn decode_sessions(
-    read: &mut dyn FnMut(
-        &mut dyn FnMut(SessionPayload) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>,
-) -> Result<Vec<AttestedSession>, StoreError> {
+pub fn decode_sessions(read: &mut ReadPayloads<'_>) -> Result<Vec<AttestedSession>, StoreError> {
     const BATCH: usize = 2048;
     fn decode(batch: Vec<SessionPayload>) -> Result<Vec<AttestedSession>, StoreError> {
         let mut out = Vec::with_capacity(batch.len());

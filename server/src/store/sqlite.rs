@@ -460,9 +460,11 @@ fn fill_attested_sessions(conn: &Connection) -> Result<(), StoreError> {
         "SELECT rowid, record_id, received_at_ms, service_date, payload FROM records
          WHERE record_type = 'session' AND rowid > ?1 ORDER BY rowid LIMIT 10000",
     )?;
+    /// rowid, record id, receipt time, service date, payload.
+    type Stored = (i64, Vec<u8>, i64, String, Vec<u8>);
     let mut after = 0i64;
     loop {
-        let batch: Vec<(i64, Vec<u8>, i64, String, Vec<u8>)> = stmt
+        let batch: Vec<Stored> = stmt
             .query_map(params![after], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
@@ -617,6 +619,9 @@ fn finding_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FindingRow, St
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The database file (`None` in memory): long reads open their own
+    /// connection to it, so they run beside the others.
+    path: Option<std::path::PathBuf>,
     /// A second connection for registry reads (file databases only): in WAL
     /// mode it reads the last committed state while `conn` is inside a
     /// write transaction, so checking the next upload's signatures never
@@ -634,6 +639,7 @@ impl SqliteStore {
         )?;
         reader.busy_timeout(std::time::Duration::from_secs(10))?;
         store.reader = Some(Mutex::new(reader));
+        store.path = Some(path.to_owned());
         Ok(store)
     }
 
@@ -686,6 +692,7 @@ impl SqliteStore {
         tx.commit()?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path: None,
             reader: None,
         })
     }
@@ -1394,7 +1401,24 @@ impl Store for SqliteStore {
         let (Ok(first), Ok(last)) = (from.parse::<Date>(), to.parse::<Date>()) else {
             return Err(StoreError::Corrupt("period dates"));
         };
-        let conn = self.conn();
+        // A file database reads on a connection of its own (WAL: the last
+        // committed state), so a run reads claims beside its sessions.
+        let own = match &self.path {
+            Some(path) => Some(Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?),
+            None => None,
+        };
+        let shared;
+        let conn: &Connection = match &own {
+            Some(c) => c,
+            None => {
+                shared = self.conn();
+                &shared
+            }
+        };
         // One contiguous run of the table per day: the day's rows of the
         // range's patients sit together in (day, patient) order.
         let (range, values) = patients.sql("insured_id", "?", &[""]);
@@ -1467,6 +1491,17 @@ impl Store for SqliteStore {
             ))?;
             let mut touch =
                 tx.prepare_cached("UPDATE findings SET last_seen_ms = ?2 WHERE finding_id = ?1")?;
+            // Most findings of a re-run are unchanged: one statement
+            // compares the stored data and moves `last_seen_ms`, without
+            // reading the row out.
+            let mut touch_if_same = tx.prepare_cached(
+                "UPDATE findings SET last_seen_ms = ?16 WHERE finding_id = ?1
+                   AND rule_id = ?2 AND ruleset_version = ?3 AND severity = ?4
+                   AND service_date IS ?5 AND subject_type = ?6 AND subject_id = ?7
+                   AND hospital_code IS ?8 AND insured_id IS ?9 AND claim_ids = ?10
+                   AND record_ids = ?11 AND amount_fen = ?12 AND params = ?13
+                   AND explanation_zh = ?14 AND explanation_en = ?15",
+            )?;
             let mut put = tx.prepare_cached(&format!(
                 "INSERT INTO findings ({FINDING_COLUMNS}) VALUES
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
@@ -1480,6 +1515,30 @@ impl Store for SqliteStore {
                     explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
             ))?;
             for f in rows {
+                let (claim_ids, record_ids) = (f.claim_ids.join(";"), f.record_ids.join(";"));
+                let params_json = serde_json::to_string(&f.params).unwrap_or_default();
+                let data = params![
+                    f.id,
+                    f.rule_id,
+                    f.ruleset_version,
+                    f.severity,
+                    f.service_date,
+                    f.subject_type,
+                    f.subject_id,
+                    f.hospital_code,
+                    f.insured_id,
+                    claim_ids,
+                    record_ids,
+                    f.amount_fen as i64,
+                    params_json,
+                    f.explanation_zh,
+                    f.explanation_en,
+                    now_ms,
+                ];
+                if touch_if_same.execute(data)? == 1 {
+                    counts.unchanged += 1;
+                    continue;
+                }
                 let old = get
                     .query_row(params![f.id], finding_from)
                     .optional()?
@@ -1493,24 +1552,7 @@ impl Store for SqliteStore {
                     Some(_) => counts.updated += 1,
                     None => counts.new += 1,
                 }
-                put.execute(params![
-                    f.id,
-                    f.rule_id,
-                    f.ruleset_version,
-                    f.severity,
-                    f.service_date,
-                    f.subject_type,
-                    f.subject_id,
-                    f.hospital_code,
-                    f.insured_id,
-                    f.claim_ids.join(";"),
-                    f.record_ids.join(";"),
-                    f.amount_fen as i64,
-                    serde_json::to_string(&f.params).unwrap_or_default(),
-                    f.explanation_zh,
-                    f.explanation_en,
-                    now_ms,
-                ])?;
+                put.execute(data)?;
             }
         }
         tx.commit()?;
