@@ -807,3 +807,36 @@ both_backends!(
         assert!(some.iter().all(|s| range.contains(&s.facts.insured_id)));
     }
 );
+
+/// A PostgreSQL store from before `attested_sessions` gets the facts of
+/// every accepted session record it holds when the migration runs (the
+/// SQLite store's counterpart is a unit test of `store::sqlite`).
+#[test]
+fn postgres_fills_attested_sessions_from_the_stored_records() {
+    let db = common::postgres();
+    load_month(&*db.store);
+    let all = wuding_server::store::PatientRange::all();
+    let read = |store: &dyn Store| {
+        let mut s = store
+            .attested_sessions("2026-10-01", "2026-10-31", &all)
+            .unwrap();
+        s.sort_by_key(|s| s.record_id);
+        s
+    };
+    let before = read(&*db.store);
+    assert!(before.len() > 4_000, "{} sessions", before.len());
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let version: i32 = admin
+        .query_one("SELECT version FROM schema_version", &[])
+        .unwrap()
+        .get(0);
+    // As the store was before the migration (the last one): no facts.
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE attested_sessions; UPDATE schema_version SET version = {}",
+            version - 1
+        ))
+        .unwrap();
+    let again = wuding_server::store::postgres::PgStore::connect(&db.url).unwrap();
+    assert_eq!(read(&again), before);
+}

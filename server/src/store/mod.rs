@@ -261,14 +261,6 @@ impl PatientRange {
     }
 }
 
-/// An accepted session record as stored: id, receipt time, signed payload.
-#[derive(Debug, Clone)]
-pub struct SessionPayload {
-    pub record_id: RecordId,
-    pub received_at_ms: i64,
-    pub payload: Vec<u8>,
-}
-
 /// The facts of a stored record's payload (`None` for an enrolment). A
 /// stored payload passed verification on its way in: one that no longer
 /// decodes is corruption.
@@ -280,72 +272,107 @@ pub fn facts_of_payload(payload: &[u8]) -> Result<Option<SessionFacts>, StoreErr
     }
 }
 
-/// Reads session payloads, handing each to the function it is given.
-pub type ReadPayloads<'a> = dyn FnMut(&mut dyn FnMut(SessionPayload) -> Result<(), StoreError>) -> Result<(), StoreError>
-    + 'a;
+/// The columns of a stored session's facts, in [`StoredSession`] order
+/// (table `attested_sessions`, both backends; its key is service date,
+/// insured id, record id).
+pub const STORED_SESSION_COLUMNS: &str = "record_id, received_at_ms, terminal_id, signed_at_ms, \
+     utc_offset_min, hospital_code, department_code, insured_id, nurse_id, doctor_id, kind, \
+     drug_code, dose_milli, dose_unit, check_in_ms, check_in_fallback, check_out_ms, \
+     check_out_fallback, closure, charge_fen";
 
-/// Decodes session payloads as `read` hands them over: batches go to two
-/// decoding threads while `read` goes on, so the raw payloads are never all
-/// held and reading overlaps decoding. The sessions keep `read`'s order.
-pub fn decode_sessions(read: &mut ReadPayloads<'_>) -> Result<Vec<AttestedSession>, StoreError> {
-    const BATCH: usize = 2048;
-    fn decode(batch: Vec<SessionPayload>) -> Result<Vec<AttestedSession>, StoreError> {
-        let mut out = Vec::with_capacity(batch.len());
-        for p in batch {
-            if let Some(facts) = facts_of_payload(&p.payload)? {
-                out.push(AttestedSession {
-                    record_id: p.record_id,
-                    received_at_ms: p.received_at_ms,
-                    facts,
-                });
-            }
-        }
-        Ok(out)
+/// A row of `attested_sessions` as a backend reads it, borrowed.
+pub struct StoredSession<'a> {
+    pub record_id: &'a [u8],
+    pub received_at_ms: i64,
+    pub terminal_id: &'a str,
+    pub signed_at_ms: i64,
+    pub utc_offset_min: i16,
+    pub hospital_code: &'a str,
+    pub department_code: &'a str,
+    pub insured_id: &'a str,
+    pub nurse_id: &'a str,
+    pub doctor_id: &'a str,
+    pub kind: &'a str,
+    pub drug_code: Option<&'a str>,
+    pub dose_milli: Option<i64>,
+    pub dose_unit: Option<&'a str>,
+    pub check_in_ms: i64,
+    pub check_in_fallback: Option<&'a str>,
+    pub check_out_ms: Option<i64>,
+    pub check_out_fallback: Option<&'a str>,
+    pub closure: &'a str,
+    pub charge_fen: i64,
+}
+
+/// How a session's closure is stored.
+pub fn closure_code(c: wuding_protocol::Closure) -> &'static str {
+    match c {
+        wuding_protocol::Closure::Completed => "completed",
+        wuding_protocol::Closure::MissingCheckout => "missing_checkout",
     }
-    let (send, receive) = std::sync::mpsc::sync_channel::<(usize, Vec<SessionPayload>)>(4);
-    let receive = std::sync::Mutex::new(receive);
-    type Decoded = Vec<(usize, Result<Vec<AttestedSession>, StoreError>)>;
-    let decoder = || -> Decoded {
-        let mut done = Vec::new();
-        loop {
-            let next = receive.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            let Ok((i, batch)) = next else { break };
-            done.push((i, decode(batch)));
-        }
-        done
-    };
-    let (read, mut decoded) = std::thread::scope(|scope| {
-        let workers = [scope.spawn(decoder), scope.spawn(decoder)];
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut n = 0usize;
-        let read = read(&mut |p| {
-            batch.push(p);
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                // The decoders only stop once this sender is dropped.
-                send.send((n, full))
-                    .map_err(|_| StoreError::Corrupt("decoder stopped"))?;
-                n += 1;
-            }
-            Ok(())
-        });
-        if read.is_ok() && !batch.is_empty() {
-            let _ = send.send((n, std::mem::take(&mut batch)));
-        }
-        drop(send);
-        let mut decoded: Decoded = Vec::new();
-        for w in workers {
-            decoded.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        (read, decoded)
-    });
-    read?;
-    decoded.sort_by_key(|(i, _)| *i);
-    let mut sessions = Vec::new();
-    for (_, batch) in decoded {
-        sessions.extend(batch?);
+}
+
+impl StoredSession<'_> {
+    pub fn session(&self) -> Result<AttestedSession, StoreError> {
+        use wuding_protocol::{Closure, Dose, FallbackReason, TreatmentKind};
+        use wuding_rules::Presence;
+        let fallback = |code: Option<&str>| match code {
+            None => Ok(None),
+            Some(code) => FallbackReason::from_code(code)
+                .map(Some)
+                .ok_or(StoreError::Corrupt("stored fallback reason")),
+        };
+        let closure = match self.closure {
+            "completed" => Closure::Completed,
+            "missing_checkout" => Closure::MissingCheckout,
+            _ => return Err(StoreError::Corrupt("stored closure")),
+        };
+        let dose = match (self.dose_milli, self.dose_unit) {
+            (Some(milli), Some(unit)) => Some(Dose {
+                amount_milli: u64::try_from(milli)
+                    .map_err(|_| StoreError::Corrupt("stored dose"))?,
+                unit: unit.to_owned(),
+            }),
+            _ => None,
+        };
+        let check_out = match self.check_out_ms {
+            Some(at_ms) => Some(Presence {
+                at_ms,
+                fallback: fallback(self.check_out_fallback)?,
+            }),
+            None => None,
+        };
+        Ok(AttestedSession {
+            record_id: RecordId(
+                self.record_id
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("stored record id"))?,
+            ),
+            received_at_ms: self.received_at_ms,
+            facts: SessionFacts {
+                terminal_id: self.terminal_id.to_owned(),
+                signed_at_ms: self.signed_at_ms,
+                utc_offset_min: self.utc_offset_min,
+                hospital_code: self.hospital_code.to_owned(),
+                department_code: self.department_code.to_owned(),
+                insured_id: self.insured_id.to_owned(),
+                nurse_id: self.nurse_id.to_owned(),
+                doctor_id: self.doctor_id.to_owned(),
+                kind: TreatmentKind::from_code(self.kind)
+                    .ok_or(StoreError::Corrupt("stored treatment kind"))?,
+                drug_code: self.drug_code.map(str::to_owned),
+                dose,
+                check_in: Presence {
+                    at_ms: self.check_in_ms,
+                    fallback: fallback(self.check_in_fallback)?,
+                },
+                check_out,
+                closure,
+                charge_fen: u64::try_from(self.charge_fen)
+                    .map_err(|_| StoreError::Corrupt("stored charge"))?,
+            },
+        })
     }
-    Ok(sessions)
 }
 
 /// A stored finding: the engine's finding flattened, plus the workflow

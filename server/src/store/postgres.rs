@@ -9,13 +9,13 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Transaction};
 use wuding_protocol::{ClaimLine, RecordId};
-use wuding_rules::AttestedSession;
+use wuding_rules::{AttestedSession, SessionFacts};
 
 mod casework;
 
 use super::{
-    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, SessionPayload, Store,
-    StoreError, TerminalRow, Tx, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
+    Store, StoreError, TerminalRow, Tx, UpsertCounts,
 };
 use wuding_protocol::types::{Dose, TreatmentKind};
 
@@ -317,6 +317,35 @@ CREATE INDEX patient_months_by_ref ON patient_months (patient_ref, month);
 CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
 CREATE INDEX patient_months_by_money ON patient_months (month, findings_fen DESC, patient_ref);
 "#,
+    // What reconciliation reads of each accepted session record, kept
+    // beside it (see the SQLite store): written with the record, filled
+    // from the stored payloads when this migration runs.
+    r#"
+CREATE TABLE attested_sessions (
+    service_date       TEXT NOT NULL,
+    insured_id         TEXT COLLATE "C" NOT NULL,
+    record_id          BYTEA NOT NULL,
+    received_at_ms     BIGINT NOT NULL,
+    terminal_id        TEXT NOT NULL,
+    signed_at_ms       BIGINT NOT NULL,
+    utc_offset_min     SMALLINT NOT NULL,
+    hospital_code      TEXT NOT NULL,
+    department_code    TEXT NOT NULL,
+    nurse_id           TEXT NOT NULL,
+    doctor_id          TEXT NOT NULL,
+    kind               TEXT NOT NULL,
+    drug_code          TEXT,
+    dose_milli         BIGINT,
+    dose_unit          TEXT,
+    check_in_ms        BIGINT NOT NULL,
+    check_in_fallback  TEXT,
+    check_out_ms       BIGINT,
+    check_out_fallback TEXT,
+    closure            TEXT NOT NULL,
+    charge_fen         BIGINT NOT NULL,
+    PRIMARY KEY (service_date, insured_id, record_id)
+);
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
@@ -412,6 +441,118 @@ impl Drop for Pooled<'_> {
     }
 }
 
+/// The migration that adds `attested_sessions` (filled from the stored
+/// payloads right after it runs).
+const ATTESTED_SESSIONS_MIGRATION: usize = 7;
+
+/// An accepted session record's service date, id, receipt time and facts.
+type NewSession<'a> = (&'a str, RecordId, i64, SessionFacts);
+
+/// Writes the facts of accepted session records in one statement.
+fn insert_attested_sessions(
+    tx: &mut postgres::Transaction<'_>,
+    rows: &[NewSession<'_>],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&NewSession<'_>) -> Option<String>| -> Vec<Option<String>> {
+        rows.iter().map(f).collect()
+    };
+    let int = |f: &dyn Fn(&NewSession<'_>) -> Option<i64>| -> Vec<Option<i64>> {
+        rows.iter().map(f).collect()
+    };
+    let dates = col(&|r| Some(r.0.to_owned()));
+    let insured = col(&|r| Some(r.3.insured_id.clone()));
+    let ids: Vec<&[u8]> = rows.iter().map(|r| r.1.0.as_slice()).collect();
+    let received = int(&|r| Some(r.2));
+    let terminals = col(&|r| Some(r.3.terminal_id.clone()));
+    let signed = int(&|r| Some(r.3.signed_at_ms));
+    let offsets: Vec<i16> = rows.iter().map(|r| r.3.utc_offset_min).collect();
+    let hospitals = col(&|r| Some(r.3.hospital_code.clone()));
+    let departments = col(&|r| Some(r.3.department_code.clone()));
+    let nurses = col(&|r| Some(r.3.nurse_id.clone()));
+    let doctors = col(&|r| Some(r.3.doctor_id.clone()));
+    let kinds = col(&|r| Some(r.3.kind.code().to_owned()));
+    let drugs = col(&|r| r.3.drug_code.clone());
+    let dose_milli = int(&|r| r.3.dose.as_ref().map(|d| d.amount_milli as i64));
+    let dose_unit = col(&|r| r.3.dose.as_ref().map(|d| d.unit.clone()));
+    let check_in = int(&|r| Some(r.3.check_in.at_ms));
+    let check_in_fallback = col(&|r| r.3.check_in.fallback.map(|f| f.code().to_owned()));
+    let check_out = int(&|r| r.3.check_out.map(|o| o.at_ms));
+    let check_out_fallback = col(&|r| {
+        r.3.check_out
+            .and_then(|o| o.fallback)
+            .map(|f| f.code().to_owned())
+    });
+    let closures = col(&|r| Some(super::closure_code(r.3.closure).to_owned()));
+    let charges = int(&|r| Some(r.3.charge_fen as i64));
+    tx.execute(
+        "INSERT INTO attested_sessions (service_date, insured_id, record_id, received_at_ms,
+            terminal_id, signed_at_ms, utc_offset_min, hospital_code, department_code, nurse_id,
+            doctor_id, kind, drug_code, dose_milli, dose_unit, check_in_ms, check_in_fallback,
+            check_out_ms, check_out_fallback, closure, charge_fen)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int8[], $5::text[],
+            $6::int8[], $7::int2[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+            $13::text[], $14::int8[], $15::text[], $16::int8[], $17::text[], $18::int8[],
+            $19::text[], $20::text[], $21::int8[])",
+        &[
+            &dates,
+            &insured,
+            &ids,
+            &received,
+            &terminals,
+            &signed,
+            &offsets,
+            &hospitals,
+            &departments,
+            &nurses,
+            &doctors,
+            &kinds,
+            &drugs,
+            &dose_milli,
+            &dose_unit,
+            &check_in,
+            &check_in_fallback,
+            &check_out,
+            &check_out_fallback,
+            &closures,
+            &charges,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Fills `attested_sessions` from the accepted session records' payloads
+/// (a store from before the table), a batch at a time.
+fn fill_attested_sessions(tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let mut after: Vec<u8> = Vec::new();
+    loop {
+        let batch = tx.query(
+            "SELECT record_id, received_at_ms, service_date, payload FROM records
+             WHERE record_type = 'session' AND record_id > $1 ORDER BY record_id LIMIT 10000",
+            &[&after],
+        )?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.get(0);
+        let mut rows = Vec::with_capacity(batch.len());
+        for r in &batch {
+            let payload: &[u8] = r.get(3);
+            if let Some(facts) = super::facts_of_payload(payload)? {
+                rows.push((
+                    r.get::<_, &str>(2),
+                    id_from(r.get(0))?,
+                    r.get::<_, i64>(1),
+                    facts,
+                ));
+            }
+        }
+        insert_attested_sessions(tx, &rows)?;
+    }
+}
+
 impl PgStore {
     /// Connects and applies migrations (under an advisory lock, so replicas
     /// starting together migrate once).
@@ -426,8 +567,11 @@ impl PgStore {
             .query_opt("SELECT version FROM schema_version", &[])?
             .map(|r| r.get(0))
             .unwrap_or(0);
-        for m in MIGRATIONS.iter().skip(version as usize) {
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.batch_execute(m)?;
+            if i == ATTESTED_SESSIONS_MIGRATION {
+                fill_attested_sessions(&mut tx)?;
+            }
         }
         tx.execute("DELETE FROM schema_version", &[])?;
         tx.execute(
@@ -596,6 +740,20 @@ impl PgTx<'_> {
                 &hospitals, &insured, &dates, &kinds, &indexes,
             ],
         )?;
+        let mut sessions = Vec::new();
+        for (r, _) in &rows {
+            if r.record_type == "session"
+                && let Some(facts) = super::facts_of_payload(&r.payload)?
+            {
+                sessions.push((
+                    r.service_date.as_str(),
+                    r.record_id,
+                    r.received_at_ms,
+                    facts,
+                ));
+            }
+        }
+        insert_attested_sessions(&mut self.tx, &sessions)?;
         Ok(())
     }
 
@@ -1092,35 +1250,52 @@ impl Store for PgStore {
             .collect())
     }
 
-    /// Reads the signed payloads and decodes their facts (two decoding
-    /// threads beside the read): this backend keeps no facts table.
     fn attested_sessions(
         &self,
         from: &str,
         to: &str,
         patients: &PatientRange,
     ) -> Result<Vec<AttestedSession>, StoreError> {
-        let (range, values) = patients.sql("insured_id COLLATE \"C\"", "$", &[from, to]);
+        let (range, values) = patients.sql("insured_id", "$", &[from, to]);
         let values: Vec<&(dyn postgres::types::ToSql + Sync)> =
             values.iter().map(|v| v as _).collect();
         let mut client = self.client()?;
         let mut rows = client.query_raw(
             &format!(
-                "SELECT record_id, received_at_ms, payload FROM records
-                 WHERE record_type = 'session' AND service_date BETWEEN $1 AND $2{range}"
+                "SELECT {STORED_SESSION_COLUMNS} FROM attested_sessions
+                 WHERE service_date BETWEEN $1 AND $2{range}"
             ),
             values,
         )?;
-        super::decode_sessions(&mut |each| {
-            while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-                each(SessionPayload {
-                    record_id: id_from(r.get(0))?,
+        let mut sessions = Vec::new();
+        while let Some(r) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+            sessions.push(
+                super::StoredSession {
+                    record_id: r.get(0),
                     received_at_ms: r.get(1),
-                    payload: r.get(2),
-                })?;
-            }
-            Ok(())
-        })
+                    terminal_id: r.get(2),
+                    signed_at_ms: r.get(3),
+                    utc_offset_min: r.get(4),
+                    hospital_code: r.get(5),
+                    department_code: r.get(6),
+                    insured_id: r.get(7),
+                    nurse_id: r.get(8),
+                    doctor_id: r.get(9),
+                    kind: r.get(10),
+                    drug_code: r.get(11),
+                    dose_milli: r.get(12),
+                    dose_unit: r.get(13),
+                    check_in_ms: r.get(14),
+                    check_in_fallback: r.get(15),
+                    check_out_ms: r.get(16),
+                    check_out_fallback: r.get(17),
+                    closure: r.get(18),
+                    charge_fen: r.get(19),
+                }
+                .session()?,
+            );
+        }
+        Ok(sessions)
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {

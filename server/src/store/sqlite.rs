@@ -6,14 +6,14 @@ use std::sync::Mutex;
 use rusqlite::{
     Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
 };
-use wuding_protocol::{ClaimLine, Closure, Date, FallbackReason, RecordId};
-use wuding_rules::{AttestedSession, Presence, SessionFacts};
+use wuding_protocol::{ClaimLine, Date, FallbackReason, RecordId};
+use wuding_rules::{AttestedSession, SessionFacts};
 
 mod casework;
 
 use super::{
-    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, Store, StoreError,
-    TerminalRow, Tx, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
+    Store, StoreError, TerminalRow, Tx, UpsertCounts,
 };
 use wuding_protocol::types::{Dose, TreatmentKind};
 
@@ -421,10 +421,7 @@ fn insert_attested_session(
     f: &SessionFacts,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(INSERT_ATTESTED_SESSION)?;
-    let closure = match f.closure {
-        Closure::Completed => "completed",
-        Closure::MissingCheckout => "missing_checkout",
-    };
+    let closure = super::closure_code(f.closure);
     stmt.execute(params![
         service_date,
         f.insured_id,
@@ -481,69 +478,36 @@ fn fill_attested_sessions(conn: &Connection) -> Result<(), StoreError> {
     }
 }
 
-/// Reads one row of `attested_sessions` (columns from `record_id` on).
+/// Reads one row of `attested_sessions` ([`super::STORED_SESSION_COLUMNS`]).
 fn attested_session_from(r: &rusqlite::Row<'_>) -> Result<AttestedSession, StoreError> {
     let bad = |_| StoreError::Corrupt("attested session column");
-    let str_at = |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(bad) };
-    let opt_str_at = |i: usize| -> Result<Option<&str>, StoreError> {
+    let text = |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(bad) };
+    let opt_text = |i: usize| -> Result<Option<&str>, StoreError> {
         r.get_ref(i)?.as_str_or_null().map_err(bad)
     };
-    let text = |i: usize| -> Result<String, StoreError> { Ok(str_at(i)?.to_owned()) };
-    let opt_text =
-        |i: usize| -> Result<Option<String>, StoreError> { Ok(opt_str_at(i)?.map(str::to_owned)) };
-    let fallback = |i: usize| -> Result<Option<FallbackReason>, StoreError> {
-        match opt_str_at(i)? {
-            None => Ok(None),
-            Some(code) => FallbackReason::from_code(code)
-                .map(Some)
-                .ok_or(StoreError::Corrupt("stored fallback reason")),
-        }
-    };
-    let kind =
-        TreatmentKind::from_code(str_at(9)?).ok_or(StoreError::Corrupt("stored treatment kind"))?;
-    let dose = match (r.get::<_, Option<i64>>(11)?, opt_text(12)?) {
-        (Some(milli), Some(unit)) => Some(Dose {
-            amount_milli: milli as u64,
-            unit,
-        }),
-        _ => None,
-    };
-    let closure = match str_at(17)? {
-        "completed" => Closure::Completed,
-        "missing_checkout" => Closure::MissingCheckout,
-        _ => return Err(StoreError::Corrupt("stored closure")),
-    };
-    let check_out = match r.get::<_, Option<i64>>(15)? {
-        Some(at_ms) => Some(Presence {
-            at_ms,
-            fallback: fallback(16)?,
-        }),
-        None => None,
-    };
-    Ok(AttestedSession {
-        record_id: id_from(r.get(0)?)?,
+    super::StoredSession {
+        record_id: r.get_ref(0)?.as_blob().map_err(bad)?,
         received_at_ms: r.get(1)?,
-        facts: SessionFacts {
-            terminal_id: text(2)?,
-            signed_at_ms: r.get(3)?,
-            utc_offset_min: r.get(4)?,
-            hospital_code: text(5)?,
-            department_code: text(6)?,
-            insured_id: text(18)?,
-            nurse_id: text(7)?,
-            doctor_id: text(8)?,
-            kind,
-            drug_code: opt_text(10)?,
-            dose,
-            check_in: Presence {
-                at_ms: r.get(13)?,
-                fallback: fallback(14)?,
-            },
-            check_out,
-            closure,
-            charge_fen: r.get::<_, i64>(19)? as u64,
-        },
-    })
+        terminal_id: text(2)?,
+        signed_at_ms: r.get(3)?,
+        utc_offset_min: r.get(4)?,
+        hospital_code: text(5)?,
+        department_code: text(6)?,
+        insured_id: text(7)?,
+        nurse_id: text(8)?,
+        doctor_id: text(9)?,
+        kind: text(10)?,
+        drug_code: opt_text(11)?,
+        dose_milli: r.get(12)?,
+        dose_unit: opt_text(13)?,
+        check_in_ms: r.get(14)?,
+        check_in_fallback: opt_text(15)?,
+        check_out_ms: r.get(16)?,
+        check_out_fallback: opt_text(17)?,
+        closure: text(18)?,
+        charge_fen: r.get(19)?,
+    }
+    .session()
 }
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
@@ -1423,10 +1387,7 @@ impl Store for SqliteStore {
         // range's patients sit together in (day, patient) order.
         let (range, values) = patients.sql("insured_id", "?", &[""]);
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT record_id, received_at_ms, terminal_id, signed_at_ms, utc_offset_min,
-                    hospital_code, department_code, nurse_id, doctor_id, kind, drug_code,
-                    dose_milli, dose_unit, check_in_ms, check_in_fallback, check_out_ms,
-                    check_out_fallback, closure, insured_id, charge_fen
+            "SELECT {STORED_SESSION_COLUMNS}
              FROM attested_sessions WHERE service_date = ?1{range}"
         ))?;
         let mut sessions = Vec::new();
