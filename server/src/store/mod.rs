@@ -423,6 +423,22 @@ pub struct FindingFilter {
     pub rule_id: Option<String>,
 }
 
+/// A stored finding's columns, in [`FindingRow`] order, as the backends
+/// read them: `last_seen_ms` comes from table `finding_seen` (one narrow
+/// row per finding, so a run that finds a finding unchanged rewrites that
+/// row, not the finding's).
+pub(crate) const FINDING_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, \
+     service_date, subject_type, subject_id, hospital_code, insured_id, claim_ids, record_ids, \
+     amount_fen, params, explanation_zh, explanation_en, status, first_seen_ms, \
+     COALESCE((SELECT s.last_seen_ms FROM finding_seen s WHERE s.finding_id = findings.finding_id), \
+     last_seen_ms)";
+
+/// The columns a new finding is written with (its `last_seen_ms` there is
+/// when its data last changed).
+pub(crate) const FINDING_INSERT_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, \
+     service_date, subject_type, subject_id, hospital_code, insured_id, claim_ids, record_ids, \
+     amount_fen, params, explanation_zh, explanation_en, status, first_seen_ms, last_seen_ms";
+
 /// Whether two stored findings carry the same data (status and times aside).
 pub fn same_finding(a: &FindingRow, b: &FindingRow) -> bool {
     FindingRow {

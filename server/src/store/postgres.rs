@@ -17,6 +17,7 @@ use super::{
     Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
     Store, StoreError, TerminalRow, Tx, UpsertCounts,
 };
+use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS};
 use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
@@ -346,6 +347,15 @@ CREATE TABLE attested_sessions (
     PRIMARY KEY (service_date, insured_id, record_id)
 );
 "#,
+    // When each finding was last produced, in a narrow table of its own
+    // (see the SQLite store).
+    r#"
+CREATE TABLE finding_seen (
+    finding_id   TEXT PRIMARY KEY,
+    last_seen_ms BIGINT NOT NULL
+);
+INSERT INTO finding_seen SELECT finding_id, last_seen_ms FROM findings;
+"#,
 ];
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
@@ -367,10 +377,6 @@ fn alarm_from(r: &postgres::Row) -> Result<Alarm, StoreError> {
         other_record_id: r.get::<_, Option<Vec<u8>>>(11).map(id_from).transpose()?,
     })
 }
-
-const FINDING_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, service_date, subject_type, \
-     subject_id, hospital_code, insured_id, claim_ids, record_ids, amount_fen, params, explanation_zh, \
-     explanation_en, status, first_seen_ms, last_seen_ms";
 
 fn split_list(s: String) -> Vec<String> {
     if s.is_empty() {
@@ -443,7 +449,7 @@ impl Drop for Pooled<'_> {
 
 /// The migration that adds `attested_sessions` (filled from the stored
 /// payloads right after it runs).
-const ATTESTED_SESSIONS_MIGRATION: usize = 7;
+pub const ATTESTED_SESSIONS_MIGRATION: usize = 7;
 
 /// An accepted session record's service date, id, receipt time and facts.
 type NewSession<'a> = (&'a str, RecordId, i64, SessionFacts);
@@ -1347,12 +1353,10 @@ impl Store for PgStore {
             .map(|r| finding_from(r).map(|f| (f.id.clone(), f)))
             .collect::<Result<_, _>>()?;
         let mut counts = UpsertCounts::default();
-        let mut unchanged: Vec<&str> = Vec::new();
         let mut changed: Vec<&FindingRow> = Vec::new();
         for f in rows {
             match old.remove(&f.id) {
                 Some(o) if super::same_finding(&o, f) => {
-                    unchanged.push(&f.id);
                     counts.unchanged += 1;
                     continue;
                 }
@@ -1391,7 +1395,7 @@ impl Store for PgStore {
         if !changed.is_empty() {
             tx.execute(
                 &format!(
-                    "INSERT INTO findings ({FINDING_COLUMNS})
+                    "INSERT INTO findings ({FINDING_INSERT_COLUMNS})
                      SELECT u.*, 'open', $16, $16 FROM unnest($1::text[], $2::text[], $3::text[],
                         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                         $10::text[], $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[]) AS u
@@ -1424,9 +1428,13 @@ impl Store for PgStore {
                 ],
             )?;
         }
+        // Every finding of the run, changed or not, was seen now.
+        let seen: Vec<&str> = rows.iter().map(|f| f.id.as_str()).collect();
         tx.execute(
-            "UPDATE findings SET last_seen_ms = $2 WHERE finding_id = ANY($1)",
-            &[&unchanged, &now_ms],
+            "INSERT INTO finding_seen (finding_id, last_seen_ms)
+             SELECT DISTINCT id, $2::int8 FROM unnest($1::text[]) AS id
+             ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+            &[&seen, &now_ms],
         )?;
         tx.commit()?;
         Ok(counts)

@@ -15,6 +15,7 @@ use super::{
     Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
     Store, StoreError, TerminalRow, Tx, UpsertCounts,
 };
+use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS};
 use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
@@ -400,11 +401,21 @@ ALTER TABLE claims_by_patient_day RENAME TO claims;
 CREATE UNIQUE INDEX claims_by_id ON claims (claim_id);
 CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
 "#,
+    // When each finding was last produced, in a narrow table of its own:
+    // a run that finds a finding unchanged rewrites one short row, not the
+    // finding's.
+    r#"
+CREATE TABLE finding_seen (
+    finding_id   TEXT PRIMARY KEY,
+    last_seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO finding_seen SELECT finding_id, last_seen_ms FROM findings;
+"#,
 ];
 
 /// The migration that adds `attested_sessions` (filled from the stored
 /// payloads right after it runs).
-const ATTESTED_SESSIONS_MIGRATION: usize = 8;
+pub const ATTESTED_SESSIONS_MIGRATION: usize = 8;
 
 const INSERT_ATTESTED_SESSION: &str = "INSERT INTO attested_sessions (service_date, insured_id, \
      record_id, received_at_ms, terminal_id, signed_at_ms, utc_offset_min, hospital_code, \
@@ -541,10 +552,6 @@ fn alarm_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Alarm, StoreErro
         })
     })())
 }
-
-const FINDING_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, service_date, subject_type, \
-     subject_id, hospital_code, insured_id, claim_ids, record_ids, amount_fen, params, explanation_zh, \
-     explanation_en, status, first_seen_ms, last_seen_ms";
 
 fn split_list(s: String) -> Vec<String> {
     if s.is_empty() {
@@ -1450,13 +1457,14 @@ impl Store for SqliteStore {
             let mut get = tx.prepare_cached(&format!(
                 "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
             ))?;
-            let mut touch =
-                tx.prepare_cached("UPDATE findings SET last_seen_ms = ?2 WHERE finding_id = ?1")?;
+            let mut touch = tx.prepare_cached(
+                "INSERT INTO finding_seen (finding_id, last_seen_ms) VALUES (?1, ?2)
+                 ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+            )?;
             // Most findings of a re-run are unchanged: one statement
-            // compares the stored data and moves `last_seen_ms`, without
-            // reading the row out.
-            let mut touch_if_same = tx.prepare_cached(
-                "UPDATE findings SET last_seen_ms = ?16 WHERE finding_id = ?1
+            // compares the stored data, without reading the row out.
+            let mut same = tx.prepare_cached(
+                "SELECT 1 FROM findings WHERE finding_id = ?1
                    AND rule_id = ?2 AND ruleset_version = ?3 AND severity = ?4
                    AND service_date IS ?5 AND subject_type = ?6 AND subject_id = ?7
                    AND hospital_code IS ?8 AND insured_id IS ?9 AND claim_ids = ?10
@@ -1464,7 +1472,7 @@ impl Store for SqliteStore {
                    AND explanation_zh = ?14 AND explanation_en = ?15",
             )?;
             let mut put = tx.prepare_cached(&format!(
-                "INSERT INTO findings ({FINDING_COLUMNS}) VALUES
+                "INSERT INTO findings ({FINDING_INSERT_COLUMNS}) VALUES
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
                  ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
                     ruleset_version = excluded.ruleset_version, severity = excluded.severity,
@@ -1496,7 +1504,8 @@ impl Store for SqliteStore {
                     f.explanation_en,
                     now_ms,
                 ];
-                if touch_if_same.execute(data)? == 1 {
+                if same.exists(&data[..15])? {
+                    touch.execute(params![f.id, now_ms])?;
                     counts.unchanged += 1;
                     continue;
                 }
@@ -1514,6 +1523,7 @@ impl Store for SqliteStore {
                     None => counts.new += 1,
                 }
                 put.execute(data)?;
+                touch.execute(params![f.id, now_ms])?;
             }
         }
         tx.commit()?;
@@ -1605,7 +1615,9 @@ mod tests {
         // As the store was before the migration: no facts table.
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("DROP TABLE attested_sessions").unwrap();
+            // (and before the later ones)
+            conn.execute_batch("DROP TABLE attested_sessions; DROP TABLE finding_seen")
+                .unwrap();
             conn.pragma_update(None, "user_version", ATTESTED_SESSIONS_MIGRATION as i64)
                 .unwrap();
         }

@@ -2,7 +2,8 @@
 
 use postgres::types::ToSql;
 
-use super::{FINDING_COLUMNS, PgStore, finding_from};
+use super::{PgStore, finding_from};
+use crate::store::FINDING_COLUMNS;
 use crate::store::casework::{
     AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
     MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth, PatientQuery, REFRESH_TOTALS_SQL,
