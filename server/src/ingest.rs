@@ -797,6 +797,10 @@ fn row_for(e: &Envelope, v: &VerifiedRecord, terminal_id: &str, now_ms: i64) -> 
         insured_id,
         service_date: local_date(date_ms, offset),
         kind,
+        facts: match &v.record {
+            Record::Session(s) => Some(wuding_rules::SessionFacts::of(s)),
+            Record::Enrolment(_) => None,
+        },
     }
 }
 

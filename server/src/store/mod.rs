@@ -69,6 +69,23 @@ pub struct RecordRow {
     /// Local date of check-in (sessions) or signing (enrolments).
     pub service_date: String,
     pub kind: Option<String>,
+    /// A session's facts, when whoever built the row has the record
+    /// decoded (ingest); otherwise the store derives them from `payload`.
+    /// Never read back from the store (`None` there).
+    pub facts: Option<SessionFacts>,
+}
+
+impl RecordRow {
+    /// The facts of an accepted session record (`None` for an enrolment).
+    pub fn session_facts(&self) -> Result<Option<SessionFacts>, StoreError> {
+        if self.record_type != "session" {
+            return Ok(None);
+        }
+        match &self.facts {
+            Some(f) => Ok(Some(f.clone())),
+            None => facts_of_payload(&self.payload),
+        }
+    }
 }
 
 /// Something an auditor must see about a terminal, its chain or a refused

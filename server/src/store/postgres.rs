@@ -700,6 +700,7 @@ fn record_from(r: &postgres::Row) -> Result<RecordRow, StoreError> {
         insured_id: r.get(10),
         service_date: r.get(11),
         kind: r.get(12),
+        facts: None,
     })
 }
 
@@ -748,9 +749,7 @@ impl PgTx<'_> {
         )?;
         let mut sessions = Vec::new();
         for (r, _) in &rows {
-            if r.record_type == "session"
-                && let Some(facts) = super::facts_of_payload(&r.payload)?
-            {
+            if let Some(facts) = r.session_facts()? {
                 sessions.push((
                     r.service_date.as_str(),
                     r.record_id,

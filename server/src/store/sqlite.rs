@@ -800,6 +800,7 @@ fn record_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RecordRow, Vec<u8>, V
             insured_id: r.get(10)?,
             service_date: r.get(11)?,
             kind: r.get(12)?,
+            facts: None,
         },
         r.get(0)?,
         r.get(6)?,
@@ -946,9 +947,7 @@ impl Tx for SqliteTx<'_> {
                 .query_row("SELECT size FROM log_head WHERE id = 1", [], |r| r.get(0))?,
         };
         self.insert_row("records", row, Some(size as u64))?;
-        if row.record_type == "session"
-            && let Some(facts) = super::facts_of_payload(&row.payload)?
-        {
+        if let Some(facts) = row.session_facts()? {
             insert_attested_session(
                 &self.tx,
                 &row.service_date,
