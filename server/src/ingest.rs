@@ -797,10 +797,6 @@ fn row_for(e: &Envelope, v: &VerifiedRecord, terminal_id: &str, now_ms: i64) -> 
         insured_id,
         service_date: local_date(date_ms, offset),
         kind,
-        facts: match &v.record {
-            Record::Session(s) => Some(wuding_rules::SessionFacts::of(s)),
-            Record::Enrolment(_) => None,
-        },
     }
 }
 
@@ -925,6 +921,9 @@ pub fn import_records(
             }
         }
     })?;
+    // What reconciliation reads of the new sessions, written once the
+    // records are in (see `Store::catch_up_sessions`).
+    store.catch_up_sessions()?;
     if let Some(e) = read_error {
         return Err(e.into());
     }

@@ -830,7 +830,7 @@ fn postgres_fills_attested_sessions_from_the_stored_records() {
     admin
         .batch_execute(&format!(
             "DROP TABLE attested_sessions; DROP TABLE finding_seen;
-             UPDATE schema_version SET version = {}",
+             DROP TABLE attested_sessions_head; UPDATE schema_version SET version = {}",
             wuding_server::store::postgres::ATTESTED_SESSIONS_MIGRATION
         ))
         .unwrap();

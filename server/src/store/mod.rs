@@ -69,23 +69,6 @@ pub struct RecordRow {
     /// Local date of check-in (sessions) or signing (enrolments).
     pub service_date: String,
     pub kind: Option<String>,
-    /// A session's facts, when whoever built the row has the record
-    /// decoded (ingest); otherwise the store derives them from `payload`.
-    /// Never read back from the store (`None` there).
-    pub facts: Option<SessionFacts>,
-}
-
-impl RecordRow {
-    /// The facts of an accepted session record (`None` for an enrolment).
-    pub fn session_facts(&self) -> Result<Option<SessionFacts>, StoreError> {
-        if self.record_type != "session" {
-            return Ok(None);
-        }
-        match &self.facts {
-            Some(f) => Ok(Some(f.clone())),
-            None => facts_of_payload(&self.payload),
-        }
-    }
 }
 
 /// Something an auditor must see about a terminal, its chain or a refused
@@ -199,9 +182,17 @@ pub trait Store: Casework + Send + Sync {
     /// Bodies of every roster item of a kind (all hospitals), key order.
     fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError>;
 
+    /// Brings `attested_sessions` up to the log: the facts of every
+    /// accepted session record appended since the last catch-up, decoded
+    /// from their payloads and written in key order, a batch per
+    /// transaction. Ingest does not write them (its transactions stay
+    /// those of the signed records); reads of sessions and the end of an
+    /// import call this. Returns how many sessions it added.
+    fn catch_up_sessions(&self) -> Result<u64, StoreError>;
     /// The accepted session records of `patients` whose service date
     /// (`YYYY-MM-DD`) lies in `from..=to`, as reconciliation reads them:
-    /// id, receipt time and the record's facts. Any order.
+    /// id, receipt time and the record's facts (caught up with the log
+    /// first). Any order.
     fn attested_sessions(
         &self,
         from: &str,
@@ -277,6 +268,44 @@ impl PatientRange {
         (clause, values)
     }
 }
+
+/// Facts of accepted session records to write, from (log index, record
+/// id, receipt time, service date, payload) rows: enrolments left out, in
+/// `attested_sessions` key order (service date, insured id, record id).
+pub(crate) fn facts_to_write(
+    stored: Vec<(RecordId, i64, String, Vec<u8>)>,
+) -> Result<Vec<NewSession>, StoreError> {
+    let mut out = Vec::with_capacity(stored.len());
+    for (record_id, received_at_ms, service_date, payload) in stored {
+        if let Some(facts) = facts_of_payload(&payload)? {
+            out.push(NewSession {
+                service_date,
+                record_id,
+                received_at_ms,
+                facts,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.service_date, &a.facts.insured_id, a.record_id).cmp(&(
+            &b.service_date,
+            &b.facts.insured_id,
+            b.record_id,
+        ))
+    });
+    Ok(out)
+}
+
+/// An accepted session record's facts as `attested_sessions` takes them.
+pub(crate) struct NewSession {
+    pub service_date: String,
+    pub record_id: RecordId,
+    pub received_at_ms: i64,
+    pub facts: SessionFacts,
+}
+
+/// Session records a catch-up decodes and writes per transaction.
+pub(crate) const CATCH_UP_BATCH: i64 = 20_000;
 
 /// The facts of a stored record's payload (`None` for an enrolment). A
 /// stored payload passed verification on its way in: one that no longer

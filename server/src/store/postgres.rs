@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Transaction};
 use wuding_protocol::{ClaimLine, RecordId};
-use wuding_rules::{AttestedSession, SessionFacts};
+use wuding_rules::AttestedSession;
 
 mod casework;
 
@@ -319,8 +319,8 @@ CREATE INDEX patient_months_by_month ON patient_months (month, hospital_code);
 CREATE INDEX patient_months_by_money ON patient_months (month, findings_fen DESC, patient_ref);
 "#,
     // What reconciliation reads of each accepted session record, kept
-    // beside it (see the SQLite store): written with the record, filled
-    // from the stored payloads when this migration runs.
+    // beside it (see the SQLite store): written from the log after the
+    // records are in (`Store::catch_up_sessions`).
     r#"
 CREATE TABLE attested_sessions (
     service_date       TEXT NOT NULL,
@@ -355,6 +355,23 @@ CREATE TABLE finding_seen (
     last_seen_ms BIGINT NOT NULL
 );
 INSERT INTO finding_seen SELECT finding_id, last_seen_ms FROM findings;
+"#,
+    // Reconciliation reads a period's sessions from `attested_sessions`:
+    // no query looks records up by date any more, and ingest maintains one
+    // index fewer.
+    r#"
+DROP INDEX IF EXISTS records_by_date;
+"#,
+    // How far `attested_sessions` has caught up with the log (see the
+    // SQLite store).
+    r#"
+CREATE TABLE attested_sessions_head (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    log_index BIGINT NOT NULL
+);
+INSERT INTO attested_sessions_head (id, log_index)
+SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM attested_sessions)
+               THEN (SELECT COALESCE(MAX(log_index), -1) FROM records) ELSE -1 END;
 "#,
 ];
 
@@ -447,52 +464,49 @@ impl Drop for Pooled<'_> {
     }
 }
 
-/// The migration that adds `attested_sessions` (filled from the stored
-/// payloads right after it runs).
+/// The migration that adds `attested_sessions`.
 pub const ATTESTED_SESSIONS_MIGRATION: usize = 7;
-
-/// An accepted session record's service date, id, receipt time and facts.
-type NewSession<'a> = (&'a str, RecordId, i64, SessionFacts);
 
 /// Writes the facts of accepted session records in one statement.
 fn insert_attested_sessions(
     tx: &mut postgres::Transaction<'_>,
-    rows: &[NewSession<'_>],
+    rows: &[super::NewSession],
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let col = |f: &dyn Fn(&NewSession<'_>) -> Option<String>| -> Vec<Option<String>> {
+    let col = |f: &dyn Fn(&super::NewSession) -> Option<String>| -> Vec<Option<String>> {
         rows.iter().map(f).collect()
     };
-    let int = |f: &dyn Fn(&NewSession<'_>) -> Option<i64>| -> Vec<Option<i64>> {
+    let int = |f: &dyn Fn(&super::NewSession) -> Option<i64>| -> Vec<Option<i64>> {
         rows.iter().map(f).collect()
     };
-    let dates = col(&|r| Some(r.0.to_owned()));
-    let insured = col(&|r| Some(r.3.insured_id.clone()));
-    let ids: Vec<&[u8]> = rows.iter().map(|r| r.1.0.as_slice()).collect();
-    let received = int(&|r| Some(r.2));
-    let terminals = col(&|r| Some(r.3.terminal_id.clone()));
-    let signed = int(&|r| Some(r.3.signed_at_ms));
-    let offsets: Vec<i16> = rows.iter().map(|r| r.3.utc_offset_min).collect();
-    let hospitals = col(&|r| Some(r.3.hospital_code.clone()));
-    let departments = col(&|r| Some(r.3.department_code.clone()));
-    let nurses = col(&|r| Some(r.3.nurse_id.clone()));
-    let doctors = col(&|r| Some(r.3.doctor_id.clone()));
-    let kinds = col(&|r| Some(r.3.kind.code().to_owned()));
-    let drugs = col(&|r| r.3.drug_code.clone());
-    let dose_milli = int(&|r| r.3.dose.as_ref().map(|d| d.amount_milli as i64));
-    let dose_unit = col(&|r| r.3.dose.as_ref().map(|d| d.unit.clone()));
-    let check_in = int(&|r| Some(r.3.check_in.at_ms));
-    let check_in_fallback = col(&|r| r.3.check_in.fallback.map(|f| f.code().to_owned()));
-    let check_out = int(&|r| r.3.check_out.map(|o| o.at_ms));
+    let dates = col(&|r| Some(r.service_date.clone()));
+    let insured = col(&|r| Some(r.facts.insured_id.clone()));
+    let ids: Vec<&[u8]> = rows.iter().map(|r| r.record_id.0.as_slice()).collect();
+    let received = int(&|r| Some(r.received_at_ms));
+    let terminals = col(&|r| Some(r.facts.terminal_id.clone()));
+    let signed = int(&|r| Some(r.facts.signed_at_ms));
+    let offsets: Vec<i16> = rows.iter().map(|r| r.facts.utc_offset_min).collect();
+    let hospitals = col(&|r| Some(r.facts.hospital_code.clone()));
+    let departments = col(&|r| Some(r.facts.department_code.clone()));
+    let nurses = col(&|r| Some(r.facts.nurse_id.clone()));
+    let doctors = col(&|r| Some(r.facts.doctor_id.clone()));
+    let kinds = col(&|r| Some(r.facts.kind.code().to_owned()));
+    let drugs = col(&|r| r.facts.drug_code.clone());
+    let dose_milli = int(&|r| r.facts.dose.as_ref().map(|d| d.amount_milli as i64));
+    let dose_unit = col(&|r| r.facts.dose.as_ref().map(|d| d.unit.clone()));
+    let check_in = int(&|r| Some(r.facts.check_in.at_ms));
+    let check_in_fallback = col(&|r| r.facts.check_in.fallback.map(|f| f.code().to_owned()));
+    let check_out = int(&|r| r.facts.check_out.map(|o| o.at_ms));
     let check_out_fallback = col(&|r| {
-        r.3.check_out
+        r.facts
+            .check_out
             .and_then(|o| o.fallback)
             .map(|f| f.code().to_owned())
     });
-    let closures = col(&|r| Some(super::closure_code(r.3.closure).to_owned()));
-    let charges = int(&|r| Some(r.3.charge_fen as i64));
+    let closures = col(&|r| Some(super::closure_code(r.facts.closure).to_owned()));
+    let charges = int(&|r| Some(r.facts.charge_fen as i64));
     tx.execute(
         "INSERT INTO attested_sessions (service_date, insured_id, record_id, received_at_ms,
             terminal_id, signed_at_ms, utc_offset_min, hospital_code, department_code, nurse_id,
@@ -529,36 +543,6 @@ fn insert_attested_sessions(
     Ok(())
 }
 
-/// Fills `attested_sessions` from the accepted session records' payloads
-/// (a store from before the table), a batch at a time.
-fn fill_attested_sessions(tx: &mut postgres::Transaction<'_>) -> Result<(), StoreError> {
-    let mut after: Vec<u8> = Vec::new();
-    loop {
-        let batch = tx.query(
-            "SELECT record_id, received_at_ms, service_date, payload FROM records
-             WHERE record_type = 'session' AND record_id > $1 ORDER BY record_id LIMIT 10000",
-            &[&after],
-        )?;
-        let Some(last) = batch.last() else {
-            return Ok(());
-        };
-        after = last.get(0);
-        let mut rows = Vec::with_capacity(batch.len());
-        for r in &batch {
-            let payload: &[u8] = r.get(3);
-            if let Some(facts) = super::facts_of_payload(payload)? {
-                rows.push((
-                    r.get::<_, &str>(2),
-                    id_from(r.get(0))?,
-                    r.get::<_, i64>(1),
-                    facts,
-                ));
-            }
-        }
-        insert_attested_sessions(tx, &rows)?;
-    }
-}
-
 impl PgStore {
     /// Connects and applies migrations (under an advisory lock, so replicas
     /// starting together migrate once).
@@ -573,11 +557,8 @@ impl PgStore {
             .query_opt("SELECT version FROM schema_version", &[])?
             .map(|r| r.get(0))
             .unwrap_or(0);
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for m in MIGRATIONS.iter().skip(version as usize) {
             tx.batch_execute(m)?;
-            if i == ATTESTED_SESSIONS_MIGRATION {
-                fill_attested_sessions(&mut tx)?;
-            }
         }
         tx.execute("DELETE FROM schema_version", &[])?;
         tx.execute(
@@ -700,7 +681,6 @@ fn record_from(r: &postgres::Row) -> Result<RecordRow, StoreError> {
         insured_id: r.get(10),
         service_date: r.get(11),
         kind: r.get(12),
-        facts: None,
     })
 }
 
@@ -747,18 +727,6 @@ impl PgTx<'_> {
                 &hospitals, &insured, &dates, &kinds, &indexes,
             ],
         )?;
-        let mut sessions = Vec::new();
-        for (r, _) in &rows {
-            if let Some(facts) = r.session_facts()? {
-                sessions.push((
-                    r.service_date.as_str(),
-                    r.record_id,
-                    r.received_at_ms,
-                    facts,
-                ));
-            }
-        }
-        insert_attested_sessions(&mut self.tx, &sessions)?;
         Ok(())
     }
 
@@ -1255,12 +1223,48 @@ impl Store for PgStore {
             .collect())
     }
 
+    fn catch_up_sessions(&self) -> Result<u64, StoreError> {
+        let mut added = 0u64;
+        let mut client = self.client()?;
+        loop {
+            let mut tx = client.transaction()?;
+            // Replicas catching up at once take turns on the head row.
+            let head: i64 = tx
+                .query_one(
+                    "SELECT log_index FROM attested_sessions_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )?
+                .get(0);
+            let rows = tx.query(
+                "SELECT log_index, record_id, received_at_ms, service_date, payload
+                   FROM records WHERE log_index > $1 ORDER BY log_index LIMIT $2",
+                &[&head, &super::CATCH_UP_BATCH],
+            )?;
+            let Some(last) = rows.last().map(|r| r.get::<_, i64>(0)) else {
+                return Ok(added);
+            };
+            let mut stored = Vec::with_capacity(rows.len());
+            for r in &rows {
+                stored.push((id_from(r.get(1))?, r.get(2), r.get(3), r.get(4)));
+            }
+            let new = super::facts_to_write(stored)?;
+            added += new.len() as u64;
+            insert_attested_sessions(&mut tx, &new)?;
+            tx.execute(
+                "UPDATE attested_sessions_head SET log_index = $1 WHERE id = 1",
+                &[&last],
+            )?;
+            tx.commit()?;
+        }
+    }
+
     fn attested_sessions(
         &self,
         from: &str,
         to: &str,
         patients: &PatientRange,
     ) -> Result<Vec<AttestedSession>, StoreError> {
+        self.catch_up_sessions()?;
         let (range, values) = patients.sql("insured_id", "$", &[from, to]);
         let values: Vec<&(dyn postgres::types::ToSql + Sync)> =
             values.iter().map(|v| v as _).collect();

@@ -350,8 +350,8 @@ CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
     // What reconciliation reads of each accepted session record, kept
     // beside it in (day, patient) order: a range of patients over a period
     // reads as one contiguous run of rows per day, without decoding a
-    // signed payload. Written with the record; filled from the stored
-    // payloads when this migration runs (`fill_attested_sessions`). Claim
+    // signed payload. Written from the log after the records are in
+    // (`Store::catch_up_sessions`, up to `attested_sessions_head`). Claim
     // lines move to the same order.
     r#"
 CREATE TABLE attested_sessions (
@@ -411,10 +411,27 @@ CREATE TABLE finding_seen (
 ) WITHOUT ROWID;
 INSERT INTO finding_seen SELECT finding_id, last_seen_ms FROM findings;
 "#,
+    // Reconciliation reads a period's sessions from `attested_sessions`:
+    // no query looks records up by date any more, and ingest maintains one
+    // index fewer.
+    r#"
+DROP INDEX IF EXISTS records_by_date;
+"#,
+    // How far `attested_sessions` has caught up with the log (the last
+    // log index whose record it holds; -1: none). A store whose table was
+    // filled when it was made is caught up with its whole log.
+    r#"
+CREATE TABLE attested_sessions_head (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    log_index INTEGER NOT NULL
+);
+INSERT INTO attested_sessions_head (id, log_index)
+SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM attested_sessions)
+               THEN (SELECT COALESCE(MAX(log_index), -1) FROM records) ELSE -1 END;
+"#,
 ];
 
-/// The migration that adds `attested_sessions` (filled from the stored
-/// payloads right after it runs).
+/// The migration that adds `attested_sessions`.
 pub const ATTESTED_SESSIONS_MIGRATION: usize = 8;
 
 const INSERT_ATTESTED_SESSION: &str = "INSERT INTO attested_sessions (service_date, insured_id, \
@@ -459,34 +476,6 @@ fn insert_attested_session(
         f.charge_fen as i64,
     ])?;
     Ok(())
-}
-
-/// Fills `attested_sessions` from the accepted session records' payloads
-/// (a store from before the table), in batches of rowids.
-fn fill_attested_sessions(conn: &Connection) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT rowid, record_id, received_at_ms, service_date, payload FROM records
-         WHERE record_type = 'session' AND rowid > ?1 ORDER BY rowid LIMIT 10000",
-    )?;
-    /// rowid, record id, receipt time, service date, payload.
-    type Stored = (i64, Vec<u8>, i64, String, Vec<u8>);
-    let mut after = 0i64;
-    loop {
-        let batch: Vec<Stored> = stmt
-            .query_map(params![after], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        let Some(last) = batch.last() else {
-            return Ok(());
-        };
-        after = last.0;
-        for (_, id, received_at_ms, date, payload) in batch {
-            if let Some(facts) = super::facts_of_payload(&payload)? {
-                insert_attested_session(conn, &date, &id_from(id)?, received_at_ms, &facts)?;
-            }
-        }
-    }
 }
 
 /// Reads one row of `attested_sessions` ([`super::STORED_SESSION_COLUMNS`]).
@@ -655,9 +644,6 @@ impl SqliteStore {
         let tx = conn.transaction()?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(m)?;
-            if i == ATTESTED_SESSIONS_MIGRATION {
-                fill_attested_sessions(&tx)?;
-            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
@@ -800,7 +786,6 @@ fn record_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RecordRow, Vec<u8>, V
             insured_id: r.get(10)?,
             service_date: r.get(11)?,
             kind: r.get(12)?,
-            facts: None,
         },
         r.get(0)?,
         r.get(6)?,
@@ -947,15 +932,6 @@ impl Tx for SqliteTx<'_> {
                 .query_row("SELECT size FROM log_head WHERE id = 1", [], |r| r.get(0))?,
         };
         self.insert_row("records", row, Some(size as u64))?;
-        if let Some(facts) = row.session_facts()? {
-            insert_attested_session(
-                &self.tx,
-                &row.service_date,
-                &row.record_id,
-                row.received_at_ms,
-                &facts,
-            )?;
-        }
         self.log_size = Some(size + 1);
         Ok(size as u64)
     }
@@ -1362,6 +1338,51 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn catch_up_sessions(&self) -> Result<u64, StoreError> {
+        let mut added = 0u64;
+        loop {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let head: i64 = tx.query_row(
+                "SELECT log_index FROM attested_sessions_head WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            let (last, stored) = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT log_index, record_id, received_at_ms, service_date, payload
+                       FROM records WHERE log_index > ?1 ORDER BY log_index LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![head, super::CATCH_UP_BATCH])?;
+                let mut last = None;
+                let mut stored = Vec::new();
+                while let Some(r) = rows.next()? {
+                    last = Some(r.get::<_, i64>(0)?);
+                    stored.push((id_from(r.get(1)?)?, r.get(2)?, r.get(3)?, r.get(4)?));
+                }
+                (last, stored)
+            };
+            let Some(last) = last else {
+                return Ok(added);
+            };
+            for s in super::facts_to_write(stored)? {
+                insert_attested_session(
+                    &tx,
+                    &s.service_date,
+                    &s.record_id,
+                    s.received_at_ms,
+                    &s.facts,
+                )?;
+                added += 1;
+            }
+            tx.execute(
+                "UPDATE attested_sessions_head SET log_index = ?1 WHERE id = 1",
+                params![last],
+            )?;
+            tx.commit()?;
+        }
+    }
+
     fn attested_sessions(
         &self,
         from: &str,
@@ -1371,6 +1392,7 @@ impl Store for SqliteStore {
         let (Ok(first), Ok(last)) = (from.parse::<Date>(), to.parse::<Date>()) else {
             return Err(StoreError::Corrupt("period dates"));
         };
+        self.catch_up_sessions()?;
         // A file database reads on a connection of its own (WAL: the last
         // committed state), so a run reads claims beside its sessions.
         let own = match &self.path {
@@ -1615,8 +1637,11 @@ mod tests {
         {
             let conn = Connection::open(&path).unwrap();
             // (and before the later ones)
-            conn.execute_batch("DROP TABLE attested_sessions; DROP TABLE finding_seen")
-                .unwrap();
+            conn.execute_batch(
+                "DROP TABLE attested_sessions; DROP TABLE finding_seen;
+                 DROP TABLE attested_sessions_head",
+            )
+            .unwrap();
             conn.pragma_update(None, "user_version", ATTESTED_SESSIONS_MIGRATION as i64)
                 .unwrap();
         }
