@@ -30,6 +30,10 @@ use wuding_server::ingest::Log;
 use wuding_server::reconcile;
 use wuding_server::store::sqlite::SqliteStore;
 
+/// The allocator `wuding-server` runs reconciliation with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Peak resident memory of this process, from /proc/self/status (Linux).
 fn peak_memory_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -16,6 +16,13 @@ use wuding_server::roster::RosterKind;
 use wuding_server::store::{self, Store};
 use wuding_server::templates::TemplateVault;
 
+/// mimalloc instead of the system allocator: reconciliation allocates and
+/// frees millions of short strings a part, and glibc's malloc returned the
+/// freed memory to the kernel only to fault it in again (a third of a
+/// province run was the kernel zeroing pages; docs/rules.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "wuding-server", version, about = "wuding central server")]
 struct Cli {
