@@ -341,6 +341,9 @@ pub struct Summary {
     pub stored: UpsertCounts,
     /// Ranges of patients the period was loaded in, one at a time.
     pub parts: usize,
+    /// Time spent loading, reconciling and storing. From the second part
+    /// on, a part loads while the one before is stored, so on several parts
+    /// the three add up to more than the run's wall time.
     pub load_ms: u64,
     pub reconcile_ms: u64,
     pub store_ms: u64,
@@ -544,24 +547,40 @@ pub fn run_in_parts(
         found(findings);
         Ok(())
     };
-    for (i, range) in ranges.iter().enumerate() {
+    // The next part loads while this one's findings are stored: loading
+    // reads on connections of their own, storing writes on the store's, and
+    // each is mostly one core's work. Memory holds two parts at that time.
+    let load = |i: usize| -> Result<(Loaded, u64), ReconcileError> {
         let mut part_step = |what: &str| step(&format!("part {}/{parts}: loaded {what}", i + 1));
         let t = Instant::now();
-        let loaded = load_part(store, &shared, range, i == 0, &mut part_step)?;
-        load_ms += ms(t);
-        let t = Instant::now();
-        let part = wuding_rules::reconcile_part(rules, &loaded.dataset(), threads);
-        reconcile_ms += ms(t);
-        let t = Instant::now();
-        summary.sessions += loaded.sessions.len();
-        summary.claims += loaded.claims.len();
-        summary.plans += loaded.plans.len();
-        summary.integrity_events += loaded.integrity.len();
-        store_part(&loaded, &part.findings, &mut summary)?;
-        tallies.merge(part.tallies);
-        store_ms += ms(t);
-        step(&format!("part {}/{parts}: stored", i + 1));
-    }
+        let loaded = load_part(store, &shared, &ranges[i], i == 0, &mut part_step)?;
+        Ok((loaded, ms(t)))
+    };
+    std::thread::scope(|scope| -> Result<(), ReconcileError> {
+        let mut next = (parts > 0).then(|| load(0));
+        for i in 0..parts {
+            let Some(loaded) = next.take() else { break };
+            let (loaded, took) = loaded?;
+            load_ms += took;
+            let t = Instant::now();
+            let part = wuding_rules::reconcile_part(rules, &loaded.dataset(), threads);
+            reconcile_ms += ms(t);
+            let load = &load;
+            let loading = (i + 1 < parts).then(|| scope.spawn(move || load(i + 1)));
+            let t = Instant::now();
+            summary.sessions += loaded.sessions.len();
+            summary.claims += loaded.claims.len();
+            summary.plans += loaded.plans.len();
+            summary.integrity_events += loaded.integrity.len();
+            store_part(&loaded, &part.findings, &mut summary)?;
+            tallies.merge(part.tallies);
+            drop((loaded, part.findings));
+            store_ms += ms(t);
+            step(&format!("part {}/{parts}: stored", i + 1));
+            next = loading.map(|l| l.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        Ok(())
+    })?;
     let t = Instant::now();
     let cross = tallies.findings(rules, period);
     reconcile_ms += ms(t);

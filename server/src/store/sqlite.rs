@@ -665,74 +665,101 @@ impl SqliteStore {
         clause: &str,
         values: &[&str],
     ) -> Result<Vec<ClaimLine>, StoreError> {
-        let conn = self.conn();
-        // Counted first, so the lines land in one allocation (see
-        // `attested_sessions`).
-        let count: i64 = conn.query_row(
-            &format!("SELECT count(*) FROM claims {clause}"),
-            params_from_iter(values.iter()),
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare_cached(&format!(
+        claims_where_on(&self.conn(), clause, values)
+    }
+
+    /// A connection of its own for a long read (file databases only; WAL:
+    /// it reads the last committed state), so the read runs beside the
+    /// writer and the registry reader instead of holding either.
+    fn long_read(&self) -> Result<Option<Connection>, StoreError> {
+        match &self.path {
+            Some(path) => {
+                let conn = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                Ok(Some(conn))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The claim lines matching `clause` (`WHERE ...`, optionally after
+/// `INDEXED BY ...`; `?1`, ... bound to `values`), read on `conn`.
+fn claims_where_on(
+    conn: &Connection,
+    clause: &str,
+    values: &[&str],
+) -> Result<Vec<ClaimLine>, StoreError> {
+    // Counted first, so the lines land in one allocation (see
+    // `attested_sessions`).
+    let count: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM claims {clause}"),
+        params_from_iter(values.iter()),
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(&format!(
             "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
                     service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
              FROM claims {clause}"
         ))?;
-        let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
-            Ok((
-                (
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                ),
-                (
-                    r.get::<_, String>(7)?,
-                    r.get::<_, i64>(8)?,
-                    r.get::<_, i64>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                    r.get::<_, Option<i64>>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                ),
-            ))
-        })?;
-        rows.map(|r| {
-            let (
-                (claim_id, insured_id, hospital_code, department_code, doctor_id, date, code),
-                (kind, quantity, amount_fen, drug_code, dose_milli, dose_unit),
-            ) = r?;
-            Ok(ClaimLine {
-                claim_id,
-                insured_id,
-                hospital_code,
-                department_code,
-                doctor_id,
-                service_date: date
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("claim date"))?,
-                service_code: code,
-                service_kind: TreatmentKind::from_code(&kind)
-                    .ok_or(StoreError::Corrupt("claim kind"))?,
-                quantity: quantity as u32,
-                amount_fen: amount_fen as u64,
-                drug_code,
-                dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
-                    amount_milli: m as u64,
-                    unit,
-                }),
-            })
+    let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
+        Ok((
+            (
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ),
+            (
+                r.get::<_, String>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, Option<String>>(10)?,
+                r.get::<_, Option<i64>>(11)?,
+                r.get::<_, Option<String>>(12)?,
+            ),
+        ))
+    })?;
+    rows.map(|r| {
+        let (
+            (claim_id, insured_id, hospital_code, department_code, doctor_id, date, code),
+            (kind, quantity, amount_fen, drug_code, dose_milli, dose_unit),
+        ) = r?;
+        Ok(ClaimLine {
+            claim_id,
+            insured_id,
+            hospital_code,
+            department_code,
+            doctor_id,
+            service_date: date
+                .parse()
+                .map_err(|_| StoreError::Corrupt("claim date"))?,
+            service_code: code,
+            service_kind: TreatmentKind::from_code(&kind)
+                .ok_or(StoreError::Corrupt("claim kind"))?,
+            quantity: quantity as u32,
+            amount_fen: amount_fen as u64,
+            drug_code,
+            dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
+                amount_milli: m as u64,
+                unit,
+            }),
         })
-        .try_fold(
-            Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
-            |mut lines, line: Result<ClaimLine, StoreError>| {
-                lines.push(line?);
-                Ok(lines)
-            },
-        )
-    }
+    })
+    .try_fold(
+        Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
+        |mut lines, line: Result<ClaimLine, StoreError>| {
+            lines.push(line?);
+            Ok(lines)
+        },
+    )
 }
 
 fn id_from(bytes: Vec<u8>) -> Result<RecordId, StoreError> {
@@ -1406,16 +1433,10 @@ impl Store for SqliteStore {
             return Err(StoreError::Corrupt("period dates"));
         };
         self.catch_up_sessions()?;
-        // A file database reads on a connection of its own (WAL: the last
-        // committed state), so a run reads claims beside its sessions.
-        let own = match &self.path {
-            Some(path) => Some(Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?),
-            None => None,
-        };
+        // A file database reads on a connection of its own, so a run reads
+        // claims beside its sessions and the next part beside storing this
+        // one's findings.
+        let own = self.long_read()?;
         let shared;
         let conn: &Connection = match &own {
             Some(c) => c,
@@ -1475,10 +1496,11 @@ impl Store for SqliteStore {
         // Claim lines sit in (day, patient) order: the range reads through
         // the table itself, not the patient index.
         let (range, values) = patients.sql("insured_id", "?", &[from, to]);
-        self.claims_where(
-            &format!("WHERE service_date BETWEEN ?1 AND ?2{range}"),
-            &values,
-        )
+        let clause = format!("WHERE service_date BETWEEN ?1 AND ?2{range}");
+        match self.long_read()? {
+            Some(own) => claims_where_on(&own, &clause, &values),
+            None => self.claims_where(&clause, &values),
+        }
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {
