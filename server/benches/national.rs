@@ -219,8 +219,12 @@ fn main() {
         ratio("store_ms"),
         ratio("peak_mib"),
     );
-    let national_s = (number(&national, "load_ms") + number(&national, "engine_ms")) / 1000.0;
-    println!("national load + engine (what DuckDB's load + join compares with): {national_s:.1} s");
+    // The next part loads while one is stored, so load + engine is no
+    // longer a share of the wall time: the wall time is what compares.
+    println!(
+        "national wall time (what DuckDB's load + join compares with): {:.1} s",
+        number(&national, "wall_s")
+    );
 
     let records = dir.join("records.csv");
     if !records.exists() {
