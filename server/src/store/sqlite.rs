@@ -668,22 +668,23 @@ impl SqliteStore {
         claims_where_on(&self.conn(), clause, values)
     }
 
-    /// A connection of its own for a long read (file databases only; WAL:
-    /// it reads the last committed state), so the read runs beside the
-    /// writer and the registry reader instead of holding either.
-    fn long_read(&self) -> Result<Option<Connection>, StoreError> {
-        match &self.path {
-            Some(path) => {
-                let conn = Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                conn.busy_timeout(std::time::Duration::from_secs(10))?;
-                Ok(Some(conn))
-            }
-            None => Ok(None),
-        }
+    /// Runs a long read on a connection of its own (file databases; WAL:
+    /// it reads the last committed state), so it runs beside the writer and
+    /// the registry reader instead of holding either; in memory, on the
+    /// one connection.
+    fn on_own_connection<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let Some(path) = &self.path else {
+            return read(&self.conn());
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        read(&conn)
     }
 }
 
@@ -702,10 +703,10 @@ fn claims_where_on(
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare_cached(&format!(
-            "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
-                    service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
-             FROM claims {clause}"
-        ))?;
+        "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
+                service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
+         FROM claims {clause}"
+    ))?;
     let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
         Ok((
             (
@@ -1433,51 +1434,43 @@ impl Store for SqliteStore {
             return Err(StoreError::Corrupt("period dates"));
         };
         self.catch_up_sessions()?;
-        // A file database reads on a connection of its own, so a run reads
-        // claims beside its sessions and the next part beside storing this
-        // one's findings.
-        let own = self.long_read()?;
-        let shared;
-        let conn: &Connection = match &own {
-            Some(c) => c,
-            None => {
-                shared = self.conn();
-                &shared
-            }
-        };
-        // One contiguous run of the table per day: the day's rows of the
-        // range's patients sit together in (day, patient) order.
-        // Counted first: a part's sessions are hundreds of megabytes, and
-        // growing the vector by doubling copied them and faulted in twice
-        // the memory (a fifth of a province run; docs/rules.md).
-        let (range, values) = patients.sql("insured_id", "?", &[from, to]);
-        let count: i64 = conn.query_row(
-            &format!(
-                "SELECT count(*) FROM attested_sessions
+        // On a connection of its own, so a run reads claims beside its
+        // sessions and the next part beside storing this one's findings.
+        self.on_own_connection(|conn| {
+            // One contiguous run of the table per day: the day's rows of the
+            // range's patients sit together in (day, patient) order.
+            // Counted first: a part's sessions are hundreds of megabytes, and
+            // growing the vector by doubling copied them and faulted in twice
+            // the memory (a fifth of a province run; docs/rules.md).
+            let (range, values) = patients.sql("insured_id", "?", &[from, to]);
+            let count: i64 = conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM attested_sessions
                  WHERE service_date BETWEEN ?1 AND ?2{range}"
-            ),
-            params_from_iter(values),
-            |r| r.get(0),
-        )?;
-        let (range, values) = patients.sql("insured_id", "?", &[""]);
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {STORED_SESSION_COLUMNS}
+                ),
+                params_from_iter(values),
+                |r| r.get(0),
+            )?;
+            let (range, values) = patients.sql("insured_id", "?", &[""]);
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {STORED_SESSION_COLUMNS}
              FROM attested_sessions WHERE service_date = ?1{range}"
-        ))?;
-        let mut sessions = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        let mut day = first;
-        while day <= last {
-            let date = day.to_string();
-            let mut values = values.clone();
-            values[0] = &date;
-            let mut rows = stmt.query(params_from_iter(values))?;
-            while let Some(r) = rows.next()? {
-                sessions.push(attested_session_from(r)?);
+            ))?;
+            let mut sessions = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+            let mut day = first;
+            while day <= last {
+                let date = day.to_string();
+                let mut values = values.clone();
+                values[0] = &date;
+                let mut rows = stmt.query(params_from_iter(values))?;
+                while let Some(r) = rows.next()? {
+                    sessions.push(attested_session_from(r)?);
+                }
+                let Ok(next) = day.tomorrow() else { break };
+                day = next;
             }
-            let Ok(next) = day.tomorrow() else { break };
-            day = next;
-        }
-        Ok(sessions)
+            Ok(sessions)
+        })
     }
 
     fn claims_between(&self, from: &str, to: &str) -> Result<Vec<ClaimLine>, StoreError> {
@@ -1497,10 +1490,7 @@ impl Store for SqliteStore {
         // the table itself, not the patient index.
         let (range, values) = patients.sql("insured_id", "?", &[from, to]);
         let clause = format!("WHERE service_date BETWEEN ?1 AND ?2{range}");
-        match self.long_read()? {
-            Some(own) => claims_where_on(&own, &clause, &values),
-            None => self.claims_where(&clause, &values),
-        }
+        self.on_own_connection(|conn| claims_where_on(conn, &clause, &values))
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {
