@@ -658,6 +658,28 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `write` on the writer with synchronous=NORMAL: for data that can
+    /// be made again from what is kept durably (claims re-imported from the
+    /// hospitals' files; findings and dashboard figures recomputed by the
+    /// next reconciliation run). Its commits are durable at the next WAL
+    /// checkpoint or at the next FULL commit (which syncs the WAL up to
+    /// itself) rather than each on its own, and never corrupt the database.
+    /// Signed records and casework keep FULL (a receipt promises
+    /// durability): the setting is restored before the connection serves
+    /// anything else, whether `write` succeeded or not.
+    pub(crate) fn derived_write<T>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = write(&mut conn);
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let out = result?;
+        restored?;
+        Ok(out)
+    }
+
     /// The claim lines matching `clause` (`WHERE ...`, optionally after
     /// `INDEXED BY ...`; `?1`, ... bound to `values`).
     pub(crate) fn claims_where(
@@ -695,13 +717,6 @@ fn claims_where_on(
     clause: &str,
     values: &[&str],
 ) -> Result<Vec<ClaimLine>, StoreError> {
-    // Counted first, so the lines land in one allocation (see
-    // `attested_sessions`).
-    let count: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM claims {clause}"),
-        params_from_iter(values.iter()),
-        |r| r.get(0),
-    )?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
                 service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
@@ -755,12 +770,53 @@ fn claims_where_on(
         })
     })
     .try_fold(
-        Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
+        Chunked::default(),
         |mut lines, line: Result<ClaimLine, StoreError>| {
             lines.push(line?);
             Ok(lines)
         },
     )
+    .map(Chunked::into_vec)
+}
+
+/// Rows read into chunks of [`Chunked::CHUNK`], then gathered into one
+/// vector of exactly their number: a part's rows are hundreds of
+/// megabytes, and growing one vector by doubling copied them and faulted in
+/// twice the memory, while counting them first cost a second pass over the
+/// index (docs/rules.md). Gathering copies each row once.
+struct Chunked<T> {
+    full: Vec<Vec<T>>,
+    current: Vec<T>,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            full: Vec::new(),
+            current: Vec::new(),
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    const CHUNK: usize = 32_768;
+
+    fn push(&mut self, row: T) {
+        if self.current.len() == Self::CHUNK {
+            let full = std::mem::replace(&mut self.current, Vec::with_capacity(Self::CHUNK));
+            self.full.push(full);
+        }
+        self.current.push(row);
+    }
+
+    fn into_vec(self) -> Vec<T> {
+        let mut all = Vec::with_capacity(self.full.len() * Self::CHUNK + self.current.len());
+        for chunk in self.full {
+            all.extend(chunk);
+        }
+        all.extend(self.current);
+        all
+    }
 }
 
 fn id_from(bytes: Vec<u8>) -> Result<RecordId, StoreError> {
@@ -1281,19 +1337,9 @@ impl Store for SqliteStore {
     }
 
     fn insert_claims(&self, lines: &[ClaimLine], source: &str) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
         // Claims are copies of the hospitals' submissions, imported again
-        // at will (re-importing changes nothing): their transactions commit
-        // with synchronous=NORMAL, durable at the next WAL checkpoint rather
-        // than at each commit, and never corrupting. Signed records keep
-        // FULL (a receipt promises durability); the setting is restored
-        // before the connection serves anything else.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let result = insert_claims_in(&mut conn, lines, source);
-        let restored = conn.pragma_update(None, "synchronous", "FULL");
-        let inserted = result?;
-        restored?;
-        Ok(inserted)
+        // at will (re-importing changes nothing).
+        self.derived_write(|conn| insert_claims_in(conn, lines, source))
     }
 
     fn claim_count(&self) -> Result<u64, StoreError> {
@@ -1439,24 +1485,12 @@ impl Store for SqliteStore {
         self.on_own_connection(|conn| {
             // One contiguous run of the table per day: the day's rows of the
             // range's patients sit together in (day, patient) order.
-            // Counted first: a part's sessions are hundreds of megabytes, and
-            // growing the vector by doubling copied them and faulted in twice
-            // the memory (a fifth of a province run; docs/rules.md).
-            let (range, values) = patients.sql("insured_id", "?", &[from, to]);
-            let count: i64 = conn.query_row(
-                &format!(
-                    "SELECT count(*) FROM attested_sessions
-                 WHERE service_date BETWEEN ?1 AND ?2{range}"
-                ),
-                params_from_iter(values),
-                |r| r.get(0),
-            )?;
             let (range, values) = patients.sql("insured_id", "?", &[""]);
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {STORED_SESSION_COLUMNS}
              FROM attested_sessions WHERE service_date = ?1{range}"
             ))?;
-            let mut sessions = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+            let mut sessions = Chunked::default();
             let mut day = first;
             while day <= last {
                 let date = day.to_string();
@@ -1469,7 +1503,7 @@ impl Store for SqliteStore {
                 let Ok(next) = day.tomorrow() else { break };
                 day = next;
             }
-            Ok(sessions)
+            Ok(sessions.into_vec())
         })
     }
 
@@ -1508,86 +1542,8 @@ impl Store for SqliteStore {
         rows: &[FindingRow],
         now_ms: i64,
     ) -> Result<UpsertCounts, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut counts = UpsertCounts::default();
-        {
-            let mut get = tx.prepare_cached(&format!(
-                "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
-            ))?;
-            let mut touch = tx.prepare_cached(
-                "INSERT INTO finding_seen (finding_id, last_seen_ms) VALUES (?1, ?2)
-                 ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-            )?;
-            // Most findings of a re-run are unchanged: one statement
-            // compares the stored data, without reading the row out.
-            let mut same = tx.prepare_cached(
-                "SELECT 1 FROM findings WHERE finding_id = ?1
-                   AND rule_id = ?2 AND ruleset_version = ?3 AND severity = ?4
-                   AND service_date IS ?5 AND subject_type = ?6 AND subject_id = ?7
-                   AND hospital_code IS ?8 AND insured_id IS ?9 AND claim_ids = ?10
-                   AND record_ids = ?11 AND amount_fen = ?12 AND params = ?13
-                   AND explanation_zh = ?14 AND explanation_en = ?15",
-            )?;
-            let mut put = tx.prepare_cached(&format!(
-                "INSERT INTO findings ({FINDING_INSERT_COLUMNS}) VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
-                 ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
-                    ruleset_version = excluded.ruleset_version, severity = excluded.severity,
-                    service_date = excluded.service_date, subject_type = excluded.subject_type,
-                    subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
-                    insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
-                    record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
-                    params = excluded.params, explanation_zh = excluded.explanation_zh,
-                    explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
-            ))?;
-            for f in rows {
-                let (claim_ids, record_ids) = (f.claim_ids.join(";"), f.record_ids.join(";"));
-                let params_json = serde_json::to_string(&f.params).unwrap_or_default();
-                let data = params![
-                    f.id,
-                    f.rule_id,
-                    f.ruleset_version,
-                    f.severity,
-                    f.service_date,
-                    f.subject_type,
-                    f.subject_id,
-                    f.hospital_code,
-                    f.insured_id,
-                    claim_ids,
-                    record_ids,
-                    f.amount_fen as i64,
-                    params_json,
-                    f.explanation_zh,
-                    f.explanation_en,
-                    now_ms,
-                ];
-                if same.exists(&data[..15])? {
-                    touch.execute(params![f.id, now_ms])?;
-                    counts.unchanged += 1;
-                    continue;
-                }
-                let old = get
-                    .query_row(params![f.id], finding_from)
-                    .optional()?
-                    .transpose()?;
-                match old {
-                    Some(old) if super::same_finding(&old, f) => {
-                        touch.execute(params![f.id, now_ms])?;
-                        counts.unchanged += 1;
-                        continue;
-                    }
-                    Some(_) => counts.updated += 1,
-                    None => counts.new += 1,
-                }
-                put.execute(data)?;
-                touch.execute(params![f.id, now_ms])?;
-            }
-        }
-        tx.commit()?;
-        Ok(counts)
+        self.derived_write(|conn| upsert_findings_on(conn, rows, now_ms))
     }
-
     fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -1607,9 +1563,176 @@ impl Store for SqliteStore {
     }
 }
 
+/// Stores reconciliation findings on `conn` in one transaction: new ones
+/// inserted (status `open`), changed ones updated (their casework status
+/// kept), unchanged ones only marked as seen at `now_ms`.
+fn upsert_findings_on(
+    conn: &mut Connection,
+    rows: &[FindingRow],
+    now_ms: i64,
+) -> Result<UpsertCounts, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut counts = UpsertCounts::default();
+    {
+        let mut get = tx.prepare_cached(&format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
+        ))?;
+        let mut touch = tx.prepare_cached(
+            "INSERT INTO finding_seen (finding_id, last_seen_ms) VALUES (?1, ?2)
+             ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+        )?;
+        // Most findings of a re-run are unchanged: one lookup compares the
+        // stored data without reading the row out, and finds no row for a
+        // new finding (so a first run looks each up once, not twice).
+        let mut same = tx.prepare_cached(
+            "SELECT rule_id = ?2 AND ruleset_version = ?3 AND severity = ?4
+                    AND service_date IS ?5 AND subject_type = ?6 AND subject_id = ?7
+                    AND hospital_code IS ?8 AND insured_id IS ?9 AND claim_ids = ?10
+                    AND record_ids = ?11 AND amount_fen = ?12 AND params = ?13
+                    AND explanation_zh = ?14 AND explanation_en = ?15
+               FROM findings WHERE finding_id = ?1",
+        )?;
+        let mut put = tx.prepare_cached(&format!(
+            "INSERT INTO findings ({FINDING_INSERT_COLUMNS}) VALUES
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
+             ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
+                ruleset_version = excluded.ruleset_version, severity = excluded.severity,
+                service_date = excluded.service_date, subject_type = excluded.subject_type,
+                subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
+                insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
+                record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
+                params = excluded.params, explanation_zh = excluded.explanation_zh,
+                explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
+        ))?;
+        for f in rows {
+            let (claim_ids, record_ids) = (f.claim_ids.join(";"), f.record_ids.join(";"));
+            let params_json = serde_json::to_string(&f.params).unwrap_or_default();
+            let data = params![
+                f.id,
+                f.rule_id,
+                f.ruleset_version,
+                f.severity,
+                f.service_date,
+                f.subject_type,
+                f.subject_id,
+                f.hospital_code,
+                f.insured_id,
+                claim_ids,
+                record_ids,
+                f.amount_fen as i64,
+                params_json,
+                f.explanation_zh,
+                f.explanation_en,
+                now_ms,
+            ];
+            let stored: Option<bool> = same
+                .query_row(&data[..15], |r| r.get::<_, Option<bool>>(0))
+                .optional()?
+                .map(|same| same.unwrap_or(false));
+            match stored {
+                None => counts.new += 1,
+                Some(true) => {
+                    touch.execute(params![f.id, now_ms])?;
+                    counts.unchanged += 1;
+                    continue;
+                }
+                // Stored text may differ and still be the same finding
+                // (parameters serialised in another key order, say).
+                Some(false) => {
+                    let old = get
+                        .query_row(params![f.id], finding_from)
+                        .optional()?
+                        .transpose()?;
+                    if old.is_some_and(|old| super::same_finding(&old, f)) {
+                        touch.execute(params![f.id, now_ms])?;
+                        counts.unchanged += 1;
+                        continue;
+                    }
+                    counts.updated += 1;
+                }
+            }
+            put.execute(data)?;
+            touch.execute(params![f.id, now_ms])?;
+        }
+    }
+    tx.commit()?;
+    Ok(counts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Derived data is written with synchronous=NORMAL, but the writer goes
+    /// back to FULL after every such write, failed or not, so the next
+    /// signed record's receipt still means it is on disk.
+    #[test]
+    fn reconciliation_writes_leave_receipts_fully_synced() {
+        use crate::store::casework::Casework;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db")).unwrap();
+        let synchronous = |store: &SqliteStore| -> i64 {
+            store
+                .conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(synchronous(&store), 2, "FULL from the start");
+        let row = FindingRow {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            rule_id: "phantom_session".into(),
+            ruleset_version: "1".into(),
+            severity: "red".into(),
+            service_date: Some("2026-10-05".into()),
+            subject_type: "claim".into(),
+            subject_id: "C1".into(),
+            hospital_code: Some("H1".into()),
+            insured_id: Some("P1".into()),
+            claim_ids: vec!["C1".into()],
+            record_ids: Vec::new(),
+            amount_fen: 42_000,
+            params: Default::default(),
+            explanation_zh: "无".into(),
+            explanation_en: "none".into(),
+            status: "open".into(),
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+        };
+        let counts = store
+            .upsert_findings(std::slice::from_ref(&row), 1)
+            .unwrap();
+        assert_eq!(counts.new, 1);
+        assert_eq!(synchronous(&store), 2);
+        store.refresh_finding_totals("2026-10", "2026-10").unwrap();
+        store
+            .put_hospital_months("2026-10", "2026-10", &[])
+            .unwrap();
+        store.put_patient_months("2026-10", "2026-10", &[]).unwrap();
+        assert_eq!(synchronous(&store), 2);
+        let failed: Result<(), StoreError> =
+            store.derived_write(|_| Err(StoreError::Corrupt("test")));
+        assert!(failed.is_err());
+        assert_eq!(synchronous(&store), 2, "FULL again after a failed write");
+        let again = store.upsert_findings(&[row], 2).unwrap();
+        assert_eq!((again.new, again.unchanged), (0, 1));
+    }
+
+    /// Rows read in chunks come back in the order read, all of them, in
+    /// one vector of exactly their number, at and around chunk boundaries.
+    #[test]
+    fn rows_read_in_chunks_keep_their_order_and_number() {
+        let chunk = Chunked::<u32>::CHUNK;
+        for n in [0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 3 * chunk + 7] {
+            let mut rows = Chunked::default();
+            for i in 0..n {
+                rows.push(i as u32);
+            }
+            let all = rows.into_vec();
+            assert_eq!(all.len(), n);
+            assert_eq!(all.capacity(), n, "gathered into exactly {n} rows");
+            assert!(all.iter().enumerate().all(|(i, &v)| v == i as u32));
+        }
+    }
 
     /// A database from before claims were kept by date keeps its claim
     /// lines through the migration, and they stay unique by claim id.

@@ -265,19 +265,24 @@ impl Casework for SqliteStore {
     }
 
     fn refresh_statistics(&self) -> Result<(), StoreError> {
-        // Analyses what changed enough to matter, within a bounded effort.
-        self.conn().execute_batch("PRAGMA optimize")?;
+        // Analyses what changed enough to matter, within a bounded effort:
+        // at most about a thousand rows of each index are sampled, so a
+        // national month's findings cost milliseconds, not a full scan.
+        self.conn()
+            .execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize")?;
         Ok(())
     }
 
     fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
-        tx.execute(REFRESH_TOTALS_SQL[0], params![from_month, to_month])?;
-        tx.execute(REFRESH_TOTALS_SQL[1], params![from, to])?;
-        tx.commit()?;
-        Ok(())
+        // Derived from the findings (see `SqliteStore::derived_write`).
+        self.derived_write(|conn| {
+            let tx = conn.transaction()?;
+            let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
+            tx.execute(REFRESH_TOTALS_SQL[0], params![from_month, to_month])?;
+            tx.execute(REFRESH_TOTALS_SQL[1], params![from, to])?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn transition(&self, e: &FindingEvent) -> Result<(), StoreError> {
@@ -401,38 +406,39 @@ impl Casework for SqliteStore {
         to_month: &str,
         rows: &[HospitalMonth],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM hospital_months WHERE month >= ?1 AND month <= ?2",
-            params![from_month, to_month],
-        )?;
-        {
-            let mut put = tx.prepare(&format!(
-                "INSERT INTO hospital_months ({MONTH_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-            ))?;
-            for m in rows {
-                put.execute(params![
-                    m.hospital_code,
-                    m.month,
-                    m.attested_sessions as i64,
-                    m.fallback_sessions as i64,
-                    m.attested_patients as i64,
-                    m.claimed_lines as i64,
-                    m.claimed_fen as i64,
-                    m.claimed_patients as i64,
-                    m.phantom_claims as i64,
-                    m.phantom_fen as i64,
-                    m.red as i64,
-                    m.yellow as i64,
-                    m.green as i64,
-                    m.findings_fen as i64
-                ])?;
+        self.derived_write(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM hospital_months WHERE month >= ?1 AND month <= ?2",
+                params![from_month, to_month],
+            )?;
+            {
+                let mut put = tx.prepare(&format!(
+                    "INSERT INTO hospital_months ({MONTH_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                ))?;
+                for m in rows {
+                    put.execute(params![
+                        m.hospital_code,
+                        m.month,
+                        m.attested_sessions as i64,
+                        m.fallback_sessions as i64,
+                        m.attested_patients as i64,
+                        m.claimed_lines as i64,
+                        m.claimed_fen as i64,
+                        m.claimed_patients as i64,
+                        m.phantom_claims as i64,
+                        m.phantom_fen as i64,
+                        m.red as i64,
+                        m.yellow as i64,
+                        m.green as i64,
+                        m.findings_fen as i64
+                    ])?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn hospital_months(
@@ -455,41 +461,42 @@ impl Casework for SqliteStore {
         to_month: &str,
         rows: &[PatientMonth],
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM patient_months WHERE month >= ?1 AND month <= ?2",
-            params![from_month, to_month],
-        )?;
-        {
-            let mut put = tx.prepare(&format!(
-                "INSERT INTO patient_months ({PATIENT_MONTH_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-            ))?;
-            for p in rows {
-                let m = &p.figures;
-                put.execute(params![
-                    p.patient_ref,
-                    p.insured_id,
-                    m.hospital_code,
-                    m.month,
-                    m.attested_sessions as i64,
-                    m.fallback_sessions as i64,
-                    m.attested_patients as i64,
-                    m.claimed_lines as i64,
-                    m.claimed_fen as i64,
-                    m.claimed_patients as i64,
-                    m.phantom_claims as i64,
-                    m.phantom_fen as i64,
-                    m.red as i64,
-                    m.yellow as i64,
-                    m.green as i64,
-                    m.findings_fen as i64
-                ])?;
+        self.derived_write(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM patient_months WHERE month >= ?1 AND month <= ?2",
+                params![from_month, to_month],
+            )?;
+            {
+                let mut put = tx.prepare(&format!(
+                    "INSERT INTO patient_months ({PATIENT_MONTH_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                ))?;
+                for p in rows {
+                    let m = &p.figures;
+                    put.execute(params![
+                        p.patient_ref,
+                        p.insured_id,
+                        m.hospital_code,
+                        m.month,
+                        m.attested_sessions as i64,
+                        m.fallback_sessions as i64,
+                        m.attested_patients as i64,
+                        m.claimed_lines as i64,
+                        m.claimed_fen as i64,
+                        m.claimed_patients as i64,
+                        m.phantom_claims as i64,
+                        m.phantom_fen as i64,
+                        m.red as i64,
+                        m.yellow as i64,
+                        m.green as i64,
+                        m.findings_fen as i64
+                    ])?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn patient_page(&self, q: &PatientQuery) -> Result<(Vec<PatientMonth>, u64), StoreError> {
