@@ -487,3 +487,78 @@ fn patient_pages(store: &dyn Store) {
 }
 
 both_backends!(patient_pages_agree_with_sums, patient_pages);
+
+/// A second run over a month replaces that month's patient rows: unchanged
+/// rows stay, changed rows take the new figures, new rows appear, rows the
+/// run no longer produced go, and other months are untouched.
+fn patient_months_rerun(store: &dyn Store) {
+    use wuding_server::store::{HospitalMonth, PatientMonth, PatientQuery};
+    let row = |p: u64, hospital: &str, month: &str, fen: u64| PatientMonth {
+        patient_ref: format!("ref{p:03}"),
+        insured_id: format!("P5101{p:08}"),
+        figures: HospitalMonth {
+            hospital_code: hospital.into(),
+            month: month.into(),
+            attested_sessions: 12,
+            claimed_lines: 13,
+            red: u64::from(fen > 0),
+            findings_fen: fen,
+            ..Default::default()
+        },
+    };
+    let month_rows = |month: &str| {
+        let (mut rows, _) = store
+            .patient_page(&PatientQuery {
+                hospital_prefix: String::new(),
+                from_month: month.into(),
+                to_month: month.into(),
+                sort: "amount".into(),
+                offset: 0,
+                limit: 1_000,
+            })
+            .unwrap();
+        rows.sort_by(|a, b| {
+            (&a.figures.hospital_code, &a.insured_id)
+                .cmp(&(&b.figures.hospital_code, &b.insured_id))
+        });
+        rows
+    };
+    let september: Vec<_> = (0..5)
+        .map(|p| row(p, "H51010100001", "2026-09", p * 100))
+        .collect();
+    let first: Vec<_> = (0..6)
+        .map(|p| row(p, "H51010100001", "2026-10", p * 10))
+        .collect();
+    store
+        .put_patient_months("2026-09", "2026-09", &september)
+        .unwrap();
+    store
+        .put_patient_months("2026-10", "2026-10", &first)
+        .unwrap();
+    assert_eq!(month_rows("2026-10"), first);
+    // Patients 0 and 1 unchanged, 2 changed, 3 moved hospital, 4 and 5
+    // gone, 6 new.
+    let second = vec![
+        row(0, "H51010100001", "2026-10", 0),
+        row(1, "H51010100001", "2026-10", 10),
+        row(2, "H51010100001", "2026-10", 999),
+        row(6, "H51010100001", "2026-10", 60),
+        row(3, "H51010100002", "2026-10", 30),
+    ];
+    store
+        .put_patient_months("2026-10", "2026-10", &second)
+        .unwrap();
+    assert_eq!(month_rows("2026-10"), second);
+    assert_eq!(month_rows("2026-09"), september);
+    // The same rows again change nothing.
+    store
+        .put_patient_months("2026-10", "2026-10", &second)
+        .unwrap();
+    assert_eq!(month_rows("2026-10"), second);
+    // An empty run empties the month.
+    store.put_patient_months("2026-10", "2026-10", &[]).unwrap();
+    assert!(month_rows("2026-10").is_empty());
+    assert_eq!(month_rows("2026-09"), september);
+}
+
+both_backends!(patient_months_follow_a_rerun, patient_months_rerun);

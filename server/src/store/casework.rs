@@ -478,13 +478,19 @@ pub(crate) fn totals_query_sql(q: &FindingQuery) -> Option<(String, Vec<String>)
 
 /// Recomputes `finding_totals` for the months `from..=to` (and undated
 /// findings) from the findings table.
-pub(crate) const REFRESH_TOTALS_SQL: [&str; 2] = [
+pub(crate) const REFRESH_TOTALS_SQL: [&str; 3] = [
     "DELETE FROM finding_totals WHERE month = '' OR (month >= $1 AND month <= $2)",
+    // Findings without a day (per terminal, per hospital) and the period's
+    // days apart: each reads one range of the day index (one condition
+    // with OR made SQLite look every finding's row up by its rowid).
     "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen)
-     SELECT COALESCE(substr(service_date, 1, 7), ''), COALESCE(hospital_code, ''), rule_id, severity,
-            status, COUNT(*), SUM(amount_fen)
-       FROM findings
-      WHERE service_date IS NULL OR (service_date >= $1 AND service_date <= $2)
+     SELECT '', COALESCE(hospital_code, ''), rule_id, severity, status, COUNT(*), SUM(amount_fen)
+       FROM findings WHERE service_date IS NULL
+      GROUP BY 2, 3, 4, 5",
+    "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen)
+     SELECT substr(service_date, 1, 7), COALESCE(hospital_code, ''), rule_id, severity, status,
+            COUNT(*), SUM(amount_fen)
+       FROM findings WHERE service_date >= $1 AND service_date <= $2
       GROUP BY 1, 2, 3, 4, 5",
 ];
 

@@ -275,7 +275,8 @@ impl Casework for PgStore {
         let mut tx = c.transaction()?;
         let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
         tx.execute(REFRESH_TOTALS_SQL[0], &[&from_month, &to_month])?;
-        tx.execute(REFRESH_TOTALS_SQL[1], &[&from, &to])?;
+        tx.execute(REFRESH_TOTALS_SQL[1], &[])?;
+        tx.execute(REFRESH_TOTALS_SQL[2], &[&from, &to])?;
         tx.commit()?;
         Ok(())
     }

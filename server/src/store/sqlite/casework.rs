@@ -279,7 +279,8 @@ impl Casework for SqliteStore {
             let tx = conn.transaction()?;
             let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
             tx.execute(REFRESH_TOTALS_SQL[0], params![from_month, to_month])?;
-            tx.execute(REFRESH_TOTALS_SQL[1], params![from, to])?;
+            tx.execute(REFRESH_TOTALS_SQL[1], [])?;
+            tx.execute(REFRESH_TOTALS_SQL[2], params![from, to])?;
             tx.commit()?;
             Ok(())
         })
@@ -461,19 +462,53 @@ impl Casework for SqliteStore {
         to_month: &str,
         rows: &[PatientMonth],
     ) -> Result<(), StoreError> {
+        // A re-run mostly reproduces the stored rows: the months' rows are
+        // read once, in order, and only rows that changed are written and
+        // rows no longer produced deleted. Deleting and inserting them all
+        // rewrote four b-trees per patient (4.4 of a 25 s national re-run).
         self.derived_write(|conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "DELETE FROM patient_months WHERE month >= ?1 AND month <= ?2",
-                params![from_month, to_month],
-            )?;
             {
+                let mut stored = std::collections::HashMap::new();
+                let mut read = tx.prepare(&format!(
+                    "SELECT {PATIENT_MONTH_COLUMNS} FROM patient_months
+                     WHERE month >= ?1 AND month <= ?2"
+                ))?;
+                for row in read.query_map(params![from_month, to_month], patient_month_from)? {
+                    let row = row?;
+                    let key = (
+                        row.figures.hospital_code.clone(),
+                        row.insured_id.clone(),
+                        row.figures.month.clone(),
+                    );
+                    stored.insert(key, row);
+                }
                 let mut put = tx.prepare(&format!(
                     "INSERT INTO patient_months ({PATIENT_MONTH_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                     ON CONFLICT (hospital_code, insured_id, month) DO UPDATE SET
+                        patient_ref = excluded.patient_ref,
+                        attested_sessions = excluded.attested_sessions,
+                        fallback_sessions = excluded.fallback_sessions,
+                        attested_patients = excluded.attested_patients,
+                        claimed_lines = excluded.claimed_lines,
+                        claimed_fen = excluded.claimed_fen,
+                        claimed_patients = excluded.claimed_patients,
+                        phantom_claims = excluded.phantom_claims,
+                        phantom_fen = excluded.phantom_fen,
+                        red = excluded.red, yellow = excluded.yellow, green = excluded.green,
+                        findings_fen = excluded.findings_fen"
                 ))?;
                 for p in rows {
                     let m = &p.figures;
+                    let key = (
+                        m.hospital_code.clone(),
+                        p.insured_id.clone(),
+                        m.month.clone(),
+                    );
+                    if stored.remove(&key).is_some_and(|old| old == *p) {
+                        continue;
+                    }
                     put.execute(params![
                         p.patient_ref,
                         p.insured_id,
@@ -492,6 +527,13 @@ impl Casework for SqliteStore {
                         m.green as i64,
                         m.findings_fen as i64
                     ])?;
+                }
+                let mut delete = tx.prepare(
+                    "DELETE FROM patient_months
+                     WHERE hospital_code = ?1 AND insured_id = ?2 AND month = ?3",
+                )?;
+                for (hospital, insured_id, month) in stored.into_keys() {
+                    delete.execute(params![hospital, insured_id, month])?;
                 }
             }
             tx.commit()?;
