@@ -2,6 +2,7 @@
 //! transparency log, claims import, reconciliation. The binary (`main.rs`) is a thin shell
 //! around this library; tests bind `127.0.0.1:0` and call [`http::router`].
 
+pub mod allocator;
 pub mod casework;
 pub mod claims;
 pub mod evidence;
