@@ -45,7 +45,6 @@ fn peak_memory_mib() -> Option<f64> {
 /// The child: reconciles October 2026 of `db` in parts of `per_part`
 /// patients and prints one line of figures.
 fn reconcile_child(db: &Path, per_part: usize) {
-    wuding_server::allocator::keep_freed_memory_longer();
     let t = Instant::now();
     let store = SqliteStore::open(db).expect("the store opens");
     let rules = reconcile::load_rules(None).expect("default rules");

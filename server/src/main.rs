@@ -19,8 +19,8 @@ use wuding_server::templates::TemplateVault;
 /// mimalloc instead of the system allocator: reconciliation allocates and
 /// frees millions of short strings a part, and glibc's malloc returned the
 /// freed memory to the kernel only to fault it in again (a third of a
-/// province run was the kernel zeroing pages; docs/rules.md). `main` keeps
-/// its freed memory a little longer (`wuding_server::allocator`).
+/// province run was the kernel zeroing pages; docs/rules.md). Runs keep
+/// their freed memory until they end (`wuding_server::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -352,7 +352,6 @@ fn log_key(path: &Path) -> anyhow::Result<TerminalSigner> {
 }
 
 fn main() -> anyhow::Result<()> {
-    wuding_server::allocator::keep_freed_memory_longer();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -488,6 +488,7 @@ pub fn run_in_parts(
     per_part: usize,
     found: &mut dyn FnMut(&[Finding]),
 ) -> Result<Summary, ReconcileError> {
+    let _kept = crate::allocator::FreedMemoryKept::during_run();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut load_ms, mut reconcile_ms, mut store_ms) = (0u64, 0u64, 0u64);
     let ms = |t: Instant| t.elapsed().as_millis() as u64;
@@ -822,6 +823,7 @@ pub fn whatif_in_parts(
         .ok_or_else(|| ReconcileError::Invalid(format!("`{rule}` is not a built-in rule")))?;
     let mut sweep = whatif::Sweep::new(rules, id, param, values)
         .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    let _kept = crate::allocator::FreedMemoryKept::during_run();
     let shared = Shared::read(store, period)?;
     for (i, range) in shared.ranges(per_part).iter().enumerate() {
         let loaded = load_part(store, &shared, range, i == 0, &mut |_| {})?;
