@@ -479,6 +479,19 @@ pub(crate) const FINDING_COLUMNS: &str = "finding_id, rule_id, ruleset_version, 
      COALESCE((SELECT s.last_seen_ms FROM finding_seen s WHERE s.finding_id = findings.finding_id), \
      last_seen_ms)";
 
+/// What a known finding takes from a run that produced it again: its data
+/// and when that last changed (its status and first_seen stay). The
+/// conflict clause of both backends' finding upserts.
+pub(crate) const FINDING_UPSERT_CONFLICT: &str = "ON CONFLICT (finding_id) DO UPDATE SET \
+     rule_id = excluded.rule_id, ruleset_version = excluded.ruleset_version, \
+     severity = excluded.severity, service_date = excluded.service_date, \
+     subject_type = excluded.subject_type, subject_id = excluded.subject_id, \
+     hospital_code = excluded.hospital_code, insured_id = excluded.insured_id, \
+     claim_ids = excluded.claim_ids, record_ids = excluded.record_ids, \
+     amount_fen = excluded.amount_fen, params = excluded.params, \
+     explanation_zh = excluded.explanation_zh, explanation_en = excluded.explanation_en, \
+     last_seen_ms = excluded.last_seen_ms";
+
 /// The columns a new finding is written with (its `last_seen_ms` there is
 /// when its data last changed).
 pub(crate) const FINDING_INSERT_COLUMNS: &str = "finding_id, rule_id, ruleset_version, severity, \

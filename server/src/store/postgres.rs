@@ -17,7 +17,7 @@ use super::{
     Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
     Store, StoreError, TerminalRow, Tx, UpsertCounts,
 };
-use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS};
+use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS, FINDING_UPSERT_CONFLICT};
 use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
@@ -1402,14 +1402,7 @@ impl Store for PgStore {
                      SELECT u.*, 'open', $16, $16 FROM unnest($1::text[], $2::text[], $3::text[],
                         $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                         $10::text[], $11::text[], $12::int8[], $13::text[], $14::text[], $15::text[]) AS u
-                     ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
-                        ruleset_version = excluded.ruleset_version, severity = excluded.severity,
-                        service_date = excluded.service_date, subject_type = excluded.subject_type,
-                        subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
-                        insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
-                        record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
-                        params = excluded.params, explanation_zh = excluded.explanation_zh,
-                        explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
+                     {FINDING_UPSERT_CONFLICT}"
                 ),
                 &[
                     &ids,

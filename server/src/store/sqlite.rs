@@ -15,7 +15,7 @@ use super::{
     Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
     Store, StoreError, TerminalRow, Tx, UpsertCounts,
 };
-use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS};
+use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS, FINDING_UPSERT_CONFLICT};
 use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
@@ -1610,14 +1610,7 @@ fn upsert_findings_on(
         let mut put = tx.prepare_cached(&format!(
             "INSERT INTO findings ({FINDING_INSERT_COLUMNS}) VALUES
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
-             ON CONFLICT (finding_id) DO UPDATE SET rule_id = excluded.rule_id,
-                ruleset_version = excluded.ruleset_version, severity = excluded.severity,
-                service_date = excluded.service_date, subject_type = excluded.subject_type,
-                subject_id = excluded.subject_id, hospital_code = excluded.hospital_code,
-                insured_id = excluded.insured_id, claim_ids = excluded.claim_ids,
-                record_ids = excluded.record_ids, amount_fen = excluded.amount_fen,
-                params = excluded.params, explanation_zh = excluded.explanation_zh,
-                explanation_en = excluded.explanation_en, last_seen_ms = excluded.last_seen_ms"
+             {FINDING_UPSERT_CONFLICT}"
         ))?;
         for f in rows {
             let (claim_ids, record_ids) = (f.claim_ids.join(";"), f.record_ids.join(";"));

@@ -76,6 +76,35 @@ fn month_at(r: &rusqlite::Row<'_>, b: usize) -> rusqlite::Result<HospitalMonth> 
     })
 }
 
+/// Binds `m` to parameters `b..` of `stmt` in [`MONTH_COLUMNS`] order (the
+/// writing side of [`month_at`]).
+fn bind_month_at(
+    stmt: &mut rusqlite::Statement<'_>,
+    b: usize,
+    m: &HospitalMonth,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(b, &m.hospital_code)?;
+    stmt.raw_bind_parameter(b + 1, &m.month)?;
+    let counters = [
+        m.attested_sessions,
+        m.fallback_sessions,
+        m.attested_patients,
+        m.claimed_lines,
+        m.claimed_fen,
+        m.claimed_patients,
+        m.phantom_claims,
+        m.phantom_fen,
+        m.red,
+        m.yellow,
+        m.green,
+        m.findings_fen,
+    ];
+    for (i, n) in counters.into_iter().enumerate() {
+        stmt.raw_bind_parameter(b + 2 + i, n as i64)?;
+    }
+    Ok(())
+}
+
 fn patient_month_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatientMonth> {
     Ok(PatientMonth {
         patient_ref: r.get(0)?,
@@ -419,22 +448,8 @@ impl Casework for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
                 ))?;
                 for m in rows {
-                    put.execute(params![
-                        m.hospital_code,
-                        m.month,
-                        m.attested_sessions as i64,
-                        m.fallback_sessions as i64,
-                        m.attested_patients as i64,
-                        m.claimed_lines as i64,
-                        m.claimed_fen as i64,
-                        m.claimed_patients as i64,
-                        m.phantom_claims as i64,
-                        m.phantom_fen as i64,
-                        m.red as i64,
-                        m.yellow as i64,
-                        m.green as i64,
-                        m.findings_fen as i64
-                    ])?;
+                    bind_month_at(&mut put, 1, m)?;
+                    put.raw_execute()?;
                 }
             }
             tx.commit()?;
@@ -469,20 +484,20 @@ impl Casework for SqliteStore {
         self.derived_write(|conn| {
             let tx = conn.transaction()?;
             {
-                let mut stored = std::collections::HashMap::new();
-                let mut read = tx.prepare(&format!(
-                    "SELECT {PATIENT_MONTH_COLUMNS} FROM patient_months
-                     WHERE month >= ?1 AND month <= ?2"
-                ))?;
-                for row in read.query_map(params![from_month, to_month], patient_month_from)? {
-                    let row = row?;
-                    let key = (
-                        row.figures.hospital_code.clone(),
-                        row.insured_id.clone(),
-                        row.figures.month.clone(),
-                    );
-                    stored.insert(key, row);
+                let stored: Vec<PatientMonth> = tx
+                    .prepare(&format!(
+                        "SELECT {PATIENT_MONTH_COLUMNS} FROM patient_months
+                         WHERE month >= ?1 AND month <= ?2"
+                    ))?
+                    .query_map(params![from_month, to_month], patient_month_from)?
+                    .collect::<Result<_, _>>()?;
+                // Stored rows by key, each crossed off when this run
+                // produces it again; those left over are deleted.
+                fn key(p: &PatientMonth) -> (&str, &str, &str) {
+                    (&p.figures.hospital_code, &p.insured_id, &p.figures.month)
                 }
+                let mut unproduced: std::collections::HashMap<_, _> =
+                    stored.iter().map(|p| (key(p), p)).collect();
                 let mut put = tx.prepare(&format!(
                     "INSERT INTO patient_months ({PATIENT_MONTH_COLUMNS})
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
@@ -500,39 +515,19 @@ impl Casework for SqliteStore {
                         findings_fen = excluded.findings_fen"
                 ))?;
                 for p in rows {
-                    let m = &p.figures;
-                    let key = (
-                        m.hospital_code.clone(),
-                        p.insured_id.clone(),
-                        m.month.clone(),
-                    );
-                    if stored.remove(&key).is_some_and(|old| old == *p) {
+                    if unproduced.remove(&key(p)).is_some_and(|old| old == p) {
                         continue;
                     }
-                    put.execute(params![
-                        p.patient_ref,
-                        p.insured_id,
-                        m.hospital_code,
-                        m.month,
-                        m.attested_sessions as i64,
-                        m.fallback_sessions as i64,
-                        m.attested_patients as i64,
-                        m.claimed_lines as i64,
-                        m.claimed_fen as i64,
-                        m.claimed_patients as i64,
-                        m.phantom_claims as i64,
-                        m.phantom_fen as i64,
-                        m.red as i64,
-                        m.yellow as i64,
-                        m.green as i64,
-                        m.findings_fen as i64
-                    ])?;
+                    put.raw_bind_parameter(1, &p.patient_ref)?;
+                    put.raw_bind_parameter(2, &p.insured_id)?;
+                    bind_month_at(&mut put, 3, &p.figures)?;
+                    put.raw_execute()?;
                 }
                 let mut delete = tx.prepare(
                     "DELETE FROM patient_months
                      WHERE hospital_code = ?1 AND insured_id = ?2 AND month = ?3",
                 )?;
-                for (hospital, insured_id, month) in stored.into_keys() {
+                for (hospital, insured_id, month) in unproduced.into_keys() {
                     delete.execute(params![hospital, insured_id, month])?;
                 }
             }
