@@ -570,6 +570,14 @@ pub fn run_in_parts(
         let loaded = load_part(store, &shared, &ranges[i], i == 0, &mut part_step)?;
         Ok((loaded, ms(t)))
     };
+    // A run that will add many findings to a small table stores them
+    // without the table's secondary indexes and builds those once at the
+    // end (decided when the table is empty, or from the first part's count
+    // of new findings); the guard builds them however the run ends.
+    let mut indexes = DeferredIndexes {
+        store,
+        deferred: store.defer_finding_indexes(0)?,
+    };
     std::thread::scope(|scope| -> Result<(), ReconcileError> {
         let mut next = (parts > 0).then(|| load(0));
         for i in 0..parts {
@@ -586,7 +594,12 @@ pub fn run_in_parts(
             summary.claims += loaded.claims.len();
             summary.plans += loaded.plans.len();
             summary.integrity_events += loaded.integrity.len();
+            let new_before = summary.stored.new;
             store_part(&loaded, &part.findings, &mut summary)?;
+            if !indexes.deferred && i + 1 < parts {
+                let expected = (summary.stored.new - new_before) * (parts - i - 1) as u64;
+                indexes.deferred = store.defer_finding_indexes(expected)?;
+            }
             tallies.merge(part.tallies);
             drop((loaded, part.findings));
             store_ms += ms(t);
@@ -607,6 +620,10 @@ pub fn run_in_parts(
         integrity: Vec::new(),
     };
     store_part(&nothing, &cross, &mut summary)?;
+    if let (true, Some(b)) = (indexes.deferred, &bar) {
+        b.set_message("building the findings' indexes");
+    }
+    indexes.build()?;
     let (from_month, to_month) = (
         period.from.to_string()[..7].to_owned(),
         period.to.to_string()[..7].to_owned(),
@@ -632,6 +649,34 @@ pub fn run_in_parts(
     summary.reconcile_ms = reconcile_ms;
     summary.store_ms = store_ms;
     Ok(summary)
+}
+
+/// The findings' indexes a run has deferred
+/// ([`Store::defer_finding_indexes`]): built by [`DeferredIndexes::build`],
+/// or when dropped (a run that fails), so a store is never left without
+/// them by a run that ends.
+struct DeferredIndexes<'a> {
+    store: &'a dyn Store,
+    deferred: bool,
+}
+
+impl DeferredIndexes<'_> {
+    fn build(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.deferred) {
+            self.store.build_finding_indexes()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DeferredIndexes<'_> {
+    fn drop(&mut self) {
+        if self.deferred
+            && let Err(e) = self.build()
+        {
+            tracing::warn!(error = %e, "building the findings' indexes after a failed run");
+        }
+    }
 }
 
 /// Adds `more`'s counters to `into` (parts have disjoint patients, so

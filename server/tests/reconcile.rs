@@ -747,6 +747,100 @@ both_backends!(
     }
 );
 
+/// The findings' indexes of a SQLite store (name and key columns), and the
+/// schema's version, which every DROP and CREATE moves on.
+fn finding_indexes(path: &str) -> (Vec<(String, String)>, i64) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let indexes = conn
+        .prepare(
+            "SELECT m.name, group_concat(x.name || CASE x.desc WHEN 1 THEN ' DESC' ELSE '' END, ',')
+               FROM sqlite_master m, pragma_index_xinfo(m.name) x
+              WHERE m.type = 'index' AND m.tbl_name = 'findings' AND x.key = 1
+              GROUP BY m.name ORDER BY m.name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let version = conn
+        .query_row("PRAGMA schema_version", [], |r| r.get(0))
+        .unwrap();
+    (indexes, version)
+}
+
+/// A run that adds many findings to a small table stores them without the
+/// table's secondary indexes and builds those once at the end: whether the
+/// table is empty (decided before the first part) or holds a few findings
+/// (decided from the first part's new ones). Either way the store ends with
+/// every index as it was and the findings of a run that kept them; a run
+/// that adds nothing leaves the schema alone.
+#[test]
+fn a_run_adding_many_findings_builds_the_indexes_once() {
+    let db = common::sqlite();
+    let store = db.store.as_ref();
+    load_month(store);
+    let (fresh, v0) = finding_indexes(&db.url);
+    assert_eq!(fresh.len(), 10, "{fresh:?}");
+    let rules = Ruleset::default_rules();
+    let mut found = Vec::new();
+    let first = reconcile::run_in_parts(store, &rules, october(), 1_000, false, 37, &mut |f| {
+        found.extend_from_slice(f)
+    })
+    .unwrap();
+    assert!(first.parts >= 10);
+    assert_eq!(first.stored.new as usize, found.len());
+    let (after, v1) = finding_indexes(&db.url);
+    assert_eq!(after, fresh);
+    assert!(v1 > v0, "the indexes were dropped and built again");
+    let stored = all(store);
+    assert_eq!(stored.len(), found.len());
+
+    let again =
+        reconcile::run_in_parts(store, &rules, october(), 2_000, false, 37, &mut |_| {}).unwrap();
+    assert_eq!(again.stored.new, 0);
+    assert_eq!(
+        finding_indexes(&db.url),
+        (fresh.clone(), v1),
+        "nothing deferred"
+    );
+
+    // Keep three findings: the first part adds many more than that.
+    let conn = rusqlite::Connection::open(&db.url).unwrap();
+    conn.execute_batch(
+        "DELETE FROM findings WHERE finding_id NOT IN
+             (SELECT finding_id FROM findings ORDER BY finding_id LIMIT 3);
+         DELETE FROM finding_seen WHERE finding_id NOT IN (SELECT finding_id FROM findings);",
+    )
+    .unwrap();
+    drop(conn);
+    let third =
+        reconcile::run_in_parts(store, &rules, october(), 3_000, false, 37, &mut |_| {}).unwrap();
+    assert_eq!(third.stored.new as usize, found.len() - 3);
+    let (after, v3) = finding_indexes(&db.url);
+    assert_eq!(after, fresh);
+    assert!(v3 > v1, "deferred after the first part");
+    let restored = all(store);
+    assert_eq!(restored.len(), stored.len());
+    for (a, b) in restored.iter().zip(&stored) {
+        assert_eq!(
+            (&a.id, &a.rule_id, a.amount_fen),
+            (&b.id, &b.rule_id, b.amount_fen)
+        );
+    }
+    // The lists the indexes serve read the same.
+    let reds = store
+        .findings(&FindingFilter {
+            severity: Some("red".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        reds.len(),
+        stored.iter().filter(|f| f.severity == "red").count()
+    );
+}
+
 both_backends!(
     the_sessions_read_are_the_facts_of_the_signed_records,
     |store: &dyn Store| {

@@ -218,6 +218,23 @@ pub trait Store: Casework + Send + Sync {
     -> Result<UpsertCounts, StoreError>;
     /// Stored findings matching a filter, ordered by severity, rule, id.
     fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError>;
+
+    /// A reconciliation run is about to store about `expected_new` new
+    /// findings (0 when it does not know yet): a store for which that many
+    /// inserts cost more than building its findings' secondary indexes
+    /// afresh may drop them now and build them in
+    /// [`Store::build_finding_indexes`]. Returns whether it did. Lists and
+    /// totals stay correct meanwhile, only slower to read. By default
+    /// nothing is deferred.
+    fn defer_finding_indexes(&self, expected_new: u64) -> Result<bool, StoreError> {
+        let _ = expected_new;
+        Ok(false)
+    }
+    /// Builds the findings' indexes that [`Store::defer_finding_indexes`]
+    /// dropped; nothing when none is missing.
+    fn build_finding_indexes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The patients whose insured id lies in `from..to` (`None`: that end is

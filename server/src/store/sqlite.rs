@@ -446,6 +446,73 @@ CREATE INDEX IF NOT EXISTS findings_by_day_figures ON findings
 "#,
 ];
 
+/// The findings' secondary indexes as the migrations leave them (name,
+/// columns). A reconciliation run that adds many findings to a small table
+/// drops them and builds each once at the end
+/// ([`Store::defer_finding_indexes`]); opening a store builds any that an
+/// interrupted run left missing.
+const FINDING_INDEXES: &[(&str, &str)] = &[
+    ("findings_by_hospital", "hospital_code, service_date"),
+    ("findings_by_patient", "insured_id"),
+    (
+        "findings_by_rank",
+        "severity_rank, amount_fen DESC, finding_id",
+    ),
+    (
+        "findings_by_rule_rank",
+        "rule_id, severity_rank, amount_fen DESC, finding_id",
+    ),
+    (
+        "findings_by_status_rank",
+        "status, severity_rank, amount_fen DESC, finding_id",
+    ),
+    ("findings_by_amount", "amount_fen DESC, finding_id"),
+    ("findings_by_day", "service_date, finding_id"),
+    (
+        "findings_by_status_amount",
+        "status, amount_fen DESC, finding_id",
+    ),
+    (
+        "findings_by_day_figures",
+        "service_date, severity, amount_fen, hospital_code, rule_id, status",
+    ),
+];
+
+/// Inserting a finding into nine secondary indexes costs about as much as
+/// sorting it into them [`DEFER_FACTOR`] times over (measured: docs/rules.md,
+/// "Deferred indexes"): a run defers the indexes when it expects at least
+/// one new finding per `DEFER_FACTOR` stored ones, the rebuild then being
+/// the cheaper.
+const DEFER_FACTOR: u64 = 2;
+
+/// Builds the findings indexes that are missing, in one transaction.
+/// Returns how many it built.
+fn build_missing_finding_indexes(conn: &Connection) -> Result<usize, StoreError> {
+    let missing: Vec<&(&str, &str)> = FINDING_INDEXES
+        .iter()
+        .map(|ix| {
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+                [ix.0],
+                |r| r.get(0),
+            )?;
+            Ok((!exists).then_some(ix))
+        })
+        .filter_map(Result::transpose)
+        .collect::<Result<_, StoreError>>()?;
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let tx = conn.unchecked_transaction()?;
+    for (name, columns) in &missing {
+        tx.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON findings ({columns})"
+        ))?;
+    }
+    tx.commit()?;
+    Ok(missing.len())
+}
+
 /// The migration that adds `attested_sessions`.
 pub const ATTESTED_SESSIONS_MIGRATION: usize = 8;
 
@@ -662,6 +729,8 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
+        // A run that deferred the findings' indexes and did not finish.
+        build_missing_finding_indexes(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: None,
@@ -1559,6 +1628,22 @@ impl Store for SqliteStore {
     ) -> Result<UpsertCounts, StoreError> {
         self.derived_write(|conn| upsert_findings_on(conn, rows, now_ms))
     }
+    fn defer_finding_indexes(&self, expected_new: u64) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let stored: i64 = conn.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
+        if expected_new.saturating_mul(DEFER_FACTOR) < stored as u64 {
+            return Ok(false);
+        }
+        let tx = conn.unchecked_transaction()?;
+        for (name, _) in FINDING_INDEXES {
+            tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+    fn build_finding_indexes(&self) -> Result<(), StoreError> {
+        self.derived_write(|conn| build_missing_finding_indexes(conn).map(|_| ()))
+    }
     fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -1723,6 +1808,104 @@ mod tests {
         assert_eq!(synchronous(&store), 2, "FULL again after a failed write");
         let again = store.upsert_findings(&[row], 2).unwrap();
         assert_eq!((again.new, again.unchanged), (0, 1));
+    }
+
+    /// The findings' indexes of `conn` with their key columns in order
+    /// (name, descending), the primary key's included.
+    fn finding_index_columns(conn: &Connection) -> Vec<(String, Vec<(String, bool)>)> {
+        let names: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type = 'index' AND tbl_name = 'findings' ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let columns = conn
+                    .prepare("SELECT name, desc FROM pragma_index_xinfo(?1) WHERE key = 1")
+                    .unwrap()
+                    .query_map([&name], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                (name, columns)
+            })
+            .collect()
+    }
+
+    /// Deferring drops exactly the secondary indexes the migrations leave
+    /// (`FINDING_INDEXES` is that list), only when the expected new
+    /// findings outweigh the stored ones; findings stay readable and
+    /// writable meanwhile; building brings every index back as it was, and
+    /// so does opening a store a run left without them.
+    #[test]
+    fn deferred_finding_indexes_come_back_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let fresh = finding_index_columns(&store.conn());
+        let mut names: Vec<&str> = FINDING_INDEXES.iter().map(|ix| ix.0).collect();
+        names.push("sqlite_autoindex_findings_1");
+        names.sort_unstable();
+        assert_eq!(
+            fresh.iter().map(|ix| ix.0.as_str()).collect::<Vec<_>>(),
+            names,
+            "FINDING_INDEXES lists every secondary index of findings"
+        );
+
+        let row = |n: u32| FindingRow {
+            id: format!("{n:032x}"),
+            rule_id: "phantom_session".into(),
+            ruleset_version: "1".into(),
+            severity: "red".into(),
+            service_date: Some("2026-10-05".into()),
+            subject_type: "claim".into(),
+            subject_id: format!("C{n}"),
+            hospital_code: Some("H1".into()),
+            insured_id: Some("P1".into()),
+            claim_ids: vec![format!("C{n}")],
+            record_ids: Vec::new(),
+            amount_fen: 50_000 + u64::from(n),
+            params: Default::default(),
+            explanation_zh: "无人到场".into(),
+            explanation_en: "nobody attended".into(),
+            status: "open".into(),
+            first_seen_ms: 1,
+            last_seen_ms: 1,
+        };
+        // An empty table: deferred whatever the estimate.
+        assert!(store.defer_finding_indexes(0).unwrap());
+        assert_eq!(
+            finding_index_columns(&store.conn()).len(),
+            1,
+            "only the primary key is left"
+        );
+        let rows: Vec<FindingRow> = (0..10).map(row).collect();
+        assert_eq!(store.upsert_findings(&rows, 1).unwrap().new, 10);
+        let listed = store.findings(&FindingFilter::default()).unwrap();
+        assert_eq!(listed.len(), 10);
+        store.build_finding_indexes().unwrap();
+        assert_eq!(finding_index_columns(&store.conn()), fresh);
+        store.build_finding_indexes().unwrap();
+        assert_eq!(finding_index_columns(&store.conn()), fresh, "idempotent");
+
+        // Ten stored: four expected new are too few, five are enough.
+        assert!(!store.defer_finding_indexes(4).unwrap());
+        assert_eq!(finding_index_columns(&store.conn()), fresh);
+        assert!(store.defer_finding_indexes(5).unwrap());
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            finding_index_columns(&store.conn()),
+            fresh,
+            "opening builds what an unfinished run dropped"
+        );
+        assert_eq!(store.findings(&FindingFilter::default()).unwrap(), listed);
     }
 
     /// Rows read in chunks come back in the order read, all of them, in
