@@ -446,75 +446,103 @@ CREATE INDEX IF NOT EXISTS findings_by_day_figures ON findings
 "#,
 ];
 
-/// The findings' secondary indexes as the migrations leave them (name,
-/// columns). A reconciliation run that adds many findings to a small table
-/// drops them and builds each once at the end
-/// ([`Store::defer_finding_indexes`]); opening a store builds any that an
-/// interrupted run left missing.
-const FINDING_INDEXES: &[(&str, &str)] = &[
-    ("findings_by_hospital", "hospital_code, service_date"),
-    ("findings_by_patient", "insured_id"),
-    (
-        "findings_by_rank",
-        "severity_rank, amount_fen DESC, finding_id",
-    ),
-    (
-        "findings_by_rule_rank",
-        "rule_id, severity_rank, amount_fen DESC, finding_id",
-    ),
-    (
-        "findings_by_status_rank",
-        "status, severity_rank, amount_fen DESC, finding_id",
-    ),
-    ("findings_by_amount", "amount_fen DESC, finding_id"),
-    ("findings_by_day", "service_date, finding_id"),
-    (
-        "findings_by_status_amount",
-        "status, amount_fen DESC, finding_id",
-    ),
-    (
-        "findings_by_day_figures",
-        "service_date, severity, amount_fen, hospital_code, rule_id, status",
-    ),
-];
+/// A table's secondary indexes as the migrations leave them (name,
+/// columns): a write that adds many rows to a small table drops them and
+/// builds each once afterwards, which costs less than sorting every new row
+/// into each ([`worth_deferring`]).
+pub(crate) struct SecondaryIndexes {
+    table: &'static str,
+    indexes: &'static [(&'static str, &'static str)],
+}
 
-/// Whether `expected_new` findings are cheaper stored without the
+impl SecondaryIndexes {
+    pub(crate) fn drop_all(&self, conn: &Connection) -> Result<(), StoreError> {
+        for (name, _) in self.indexes {
+            conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Builds those that are missing (none when none is). Returns how many
+    /// it built.
+    pub(crate) fn build_missing(&self, conn: &Connection) -> Result<usize, StoreError> {
+        let mut built = 0;
+        for (name, columns) in self.indexes {
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                conn.execute_batch(&format!(
+                    "CREATE INDEX {name} ON {} ({columns})",
+                    self.table
+                ))?;
+                built += 1;
+            }
+        }
+        Ok(built)
+    }
+}
+
+/// The findings' secondary indexes. A reconciliation run that adds many
+/// findings to a small table drops them for the whole run, over many
+/// transactions ([`Store::defer_finding_indexes`]); opening a store builds
+/// any that an interrupted run left missing.
+const FINDING_INDEXES: SecondaryIndexes = SecondaryIndexes {
+    table: "findings",
+    indexes: &[
+        ("findings_by_hospital", "hospital_code, service_date"),
+        ("findings_by_patient", "insured_id"),
+        (
+            "findings_by_rank",
+            "severity_rank, amount_fen DESC, finding_id",
+        ),
+        (
+            "findings_by_rule_rank",
+            "rule_id, severity_rank, amount_fen DESC, finding_id",
+        ),
+        (
+            "findings_by_status_rank",
+            "status, severity_rank, amount_fen DESC, finding_id",
+        ),
+        ("findings_by_amount", "amount_fen DESC, finding_id"),
+        ("findings_by_day", "service_date, finding_id"),
+        (
+            "findings_by_status_amount",
+            "status, amount_fen DESC, finding_id",
+        ),
+        (
+            "findings_by_day_figures",
+            "service_date, severity, amount_fen, hospital_code, rule_id, status",
+        ),
+    ],
+};
+
+/// The patient level's secondary indexes (a first run writes a row per
+/// patient, hospital and month; dropped and built within that write's
+/// transaction).
+pub(crate) const PATIENT_MONTH_INDEXES: SecondaryIndexes = SecondaryIndexes {
+    table: "patient_months",
+    indexes: &[
+        ("patient_months_by_ref", "patient_ref, month"),
+        ("patient_months_by_month", "month, hospital_code"),
+        (
+            "patient_months_by_money",
+            "month, findings_fen DESC, patient_ref",
+        ),
+    ],
+};
+
+/// Whether `expected_new` rows are cheaper written without a table's
 /// secondary indexes over `stored` ones, then built afresh. Measured on a
 /// national month (docs/rules.md, "Deferred indexes"): a new finding costs
 /// about 39 µs more with the nine indexes than without, and building them
 /// about 15 µs per finding in the table, so deferring pays from about
 /// 0.6 new findings per stored one; from 2/3 here (the insert's cost grows
 /// with the table, the rebuild's does not much).
-fn worth_deferring(expected_new: u64, stored: u64) -> bool {
+pub(crate) fn worth_deferring(expected_new: u64, stored: u64) -> bool {
     expected_new.saturating_mul(3) >= stored.saturating_mul(2)
-}
-
-/// Builds the findings indexes that are missing, in one transaction.
-/// Returns how many it built.
-fn build_missing_finding_indexes(conn: &Connection) -> Result<usize, StoreError> {
-    let missing: Vec<&(&str, &str)> = FINDING_INDEXES
-        .iter()
-        .map(|ix| {
-            let exists: bool = conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
-                [ix.0],
-                |r| r.get(0),
-            )?;
-            Ok((!exists).then_some(ix))
-        })
-        .filter_map(Result::transpose)
-        .collect::<Result<_, StoreError>>()?;
-    if missing.is_empty() {
-        return Ok(0);
-    }
-    let tx = conn.unchecked_transaction()?;
-    for (name, columns) in &missing {
-        tx.execute_batch(&format!(
-            "CREATE INDEX IF NOT EXISTS {name} ON findings ({columns})"
-        ))?;
-    }
-    tx.commit()?;
-    Ok(missing.len())
 }
 
 /// The migration that adds `attested_sessions`.
@@ -734,7 +762,9 @@ impl SqliteStore {
         }
         tx.commit()?;
         // A run that deferred the findings' indexes and did not finish.
-        build_missing_finding_indexes(&conn)?;
+        let tx = conn.transaction()?;
+        FINDING_INDEXES.build_missing(&tx)?;
+        tx.commit()?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: None,
@@ -1639,14 +1669,17 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         let tx = conn.unchecked_transaction()?;
-        for (name, _) in FINDING_INDEXES {
-            tx.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
-        }
+        FINDING_INDEXES.drop_all(&tx)?;
         tx.commit()?;
         Ok(true)
     }
     fn build_finding_indexes(&self) -> Result<(), StoreError> {
-        self.derived_write(|conn| build_missing_finding_indexes(conn).map(|_| ()))
+        self.derived_write(|conn| {
+            let tx = conn.transaction()?;
+            FINDING_INDEXES.build_missing(&tx)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
     fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingRow>, StoreError> {
         let conn = self.conn();
@@ -1817,13 +1850,18 @@ mod tests {
     /// The findings' indexes of `conn` with their key columns in order
     /// (name, descending), the primary key's included.
     fn finding_index_columns(conn: &Connection) -> Vec<(String, Vec<(String, bool)>)> {
+        index_columns(conn, "findings")
+    }
+
+    /// `table`'s indexes with their key columns in order.
+    fn index_columns(conn: &Connection, table: &str) -> Vec<(String, Vec<(String, bool)>)> {
         let names: Vec<String> = conn
             .prepare(
                 "SELECT name FROM sqlite_master
-                 WHERE type = 'index' AND tbl_name = 'findings' ORDER BY name",
+                 WHERE type = 'index' AND tbl_name = ?1 ORDER BY name",
             )
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([table], |r| r.get(0))
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -1853,7 +1891,7 @@ mod tests {
         let path = dir.path().join("d.db");
         let store = SqliteStore::open(&path).unwrap();
         let fresh = finding_index_columns(&store.conn());
-        let mut names: Vec<&str> = FINDING_INDEXES.iter().map(|ix| ix.0).collect();
+        let mut names: Vec<&str> = FINDING_INDEXES.indexes.iter().map(|ix| ix.0).collect();
         names.push("sqlite_autoindex_findings_1");
         names.sort_unstable();
         assert_eq!(
@@ -1910,6 +1948,60 @@ mod tests {
             "opening builds what an unfinished run dropped"
         );
         assert_eq!(store.findings(&FindingFilter::default()).unwrap(), listed);
+    }
+
+    /// A period's first patient-level rows are written without the
+    /// table's secondary indexes, built again in the same transaction; a
+    /// re-run changing a few rows leaves the schema alone.
+    #[test]
+    fn patient_months_written_in_bulk_keep_their_indexes() {
+        use crate::store::casework::{Casework, HospitalMonth, PatientMonth};
+        let store = SqliteStore::in_memory().unwrap();
+        let conn_state = |store: &SqliteStore| {
+            let conn = store.conn();
+            let version: i64 = conn
+                .query_row("PRAGMA schema_version", [], |r| r.get(0))
+                .unwrap();
+            (index_columns(&conn, "patient_months"), version)
+        };
+        let (fresh, v0) = conn_state(&store);
+        assert_eq!(fresh.len(), 4, "{fresh:?}");
+        let mut rows: Vec<PatientMonth> = (0..100)
+            .map(|n: u32| PatientMonth {
+                patient_ref: format!("ref{n:03}"),
+                insured_id: format!("P51{n:011}"),
+                figures: HospitalMonth {
+                    hospital_code: "H510100001".into(),
+                    month: "2026-10".into(),
+                    attested_sessions: 13,
+                    findings_fen: u64::from(n) * 100,
+                    ..Default::default()
+                },
+            })
+            .collect();
+        store
+            .put_patient_months("2026-10", "2026-10", &rows)
+            .unwrap();
+        let (after, v1) = conn_state(&store);
+        assert_eq!(after, fresh);
+        assert!(v1 > v0, "dropped and built");
+        assert_eq!(
+            store.patient_months_of("ref042").unwrap(),
+            vec![rows[42].clone()]
+        );
+        rows[7].figures.red = 1;
+        store
+            .put_patient_months("2026-10", "2026-10", &rows)
+            .unwrap();
+        assert_eq!(
+            conn_state(&store),
+            (fresh, v1),
+            "one changed row: indexes kept"
+        );
+        assert_eq!(
+            store.patient_months_of("ref007").unwrap(),
+            vec![rows[7].clone()]
+        );
     }
 
     /// Rows read in chunks come back in the order read, all of them, in

@@ -514,10 +514,20 @@ impl Casework for SqliteStore {
                         red = excluded.red, yellow = excluded.yellow, green = excluded.green,
                         findings_fen = excluded.findings_fen"
                 ))?;
-                for p in rows {
-                    if unproduced.remove(&key(p)).is_some_and(|old| old == p) {
-                        continue;
-                    }
+                let changed: Vec<&PatientMonth> = rows
+                    .iter()
+                    .filter(|p| !unproduced.remove(&key(p)).is_some_and(|old| old == *p))
+                    .collect();
+                // A first run of a period writes every row: into a small
+                // table, cheaper without the secondary indexes, built again
+                // before this transaction commits.
+                let table_rows: i64 =
+                    tx.query_row("SELECT count(*) FROM patient_months", [], |r| r.get(0))?;
+                let deferred = super::worth_deferring(changed.len() as u64, table_rows as u64);
+                if deferred {
+                    super::PATIENT_MONTH_INDEXES.drop_all(&tx)?;
+                }
+                for p in changed {
                     put.raw_bind_parameter(1, &p.patient_ref)?;
                     put.raw_bind_parameter(2, &p.insured_id)?;
                     bind_month_at(&mut put, 3, &p.figures)?;
@@ -529,6 +539,9 @@ impl Casework for SqliteStore {
                 )?;
                 for (hospital, insured_id, month) in unproduced.into_keys() {
                     delete.execute(params![hospital, insured_id, month])?;
+                }
+                if deferred {
+                    super::PATIENT_MONTH_INDEXES.build_missing(&tx)?;
                 }
             }
             tx.commit()?;
