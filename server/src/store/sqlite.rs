@@ -760,9 +760,7 @@ impl SqliteStore {
             tx.execute_batch(m)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
-        tx.commit()?;
         // A run that deferred the findings' indexes and did not finish.
-        let tx = conn.transaction()?;
         FINDING_INDEXES.build_missing(&tx)?;
         tx.commit()?;
         Ok(SqliteStore {
@@ -1847,13 +1845,8 @@ mod tests {
         assert_eq!((again.new, again.unchanged), (0, 1));
     }
 
-    /// The findings' indexes of `conn` with their key columns in order
-    /// (name, descending), the primary key's included.
-    fn finding_index_columns(conn: &Connection) -> Vec<(String, Vec<(String, bool)>)> {
-        index_columns(conn, "findings")
-    }
-
-    /// `table`'s indexes with their key columns in order.
+    /// `table`'s indexes with their key columns in order (name,
+    /// descending), the primary key's included.
     fn index_columns(conn: &Connection, table: &str) -> Vec<(String, Vec<(String, bool)>)> {
         let names: Vec<String> = conn
             .prepare(
@@ -1890,7 +1883,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.db");
         let store = SqliteStore::open(&path).unwrap();
-        let fresh = finding_index_columns(&store.conn());
+        let fresh = index_columns(&store.conn(), "findings");
         let mut names: Vec<&str> = FINDING_INDEXES.indexes.iter().map(|ix| ix.0).collect();
         names.push("sqlite_autoindex_findings_1");
         names.sort_unstable();
@@ -1923,7 +1916,7 @@ mod tests {
         // An empty table: deferred whatever the estimate.
         assert!(store.defer_finding_indexes(0).unwrap());
         assert_eq!(
-            finding_index_columns(&store.conn()).len(),
+            index_columns(&store.conn(), "findings").len(),
             1,
             "only the primary key is left"
         );
@@ -1932,18 +1925,22 @@ mod tests {
         let listed = store.findings(&FindingFilter::default()).unwrap();
         assert_eq!(listed.len(), 10);
         store.build_finding_indexes().unwrap();
-        assert_eq!(finding_index_columns(&store.conn()), fresh);
+        assert_eq!(index_columns(&store.conn(), "findings"), fresh);
         store.build_finding_indexes().unwrap();
-        assert_eq!(finding_index_columns(&store.conn()), fresh, "idempotent");
+        assert_eq!(
+            index_columns(&store.conn(), "findings"),
+            fresh,
+            "idempotent"
+        );
 
         // Ten stored: six expected new are too few, seven are enough.
         assert!(!store.defer_finding_indexes(6).unwrap());
-        assert_eq!(finding_index_columns(&store.conn()), fresh);
+        assert_eq!(index_columns(&store.conn(), "findings"), fresh);
         assert!(store.defer_finding_indexes(7).unwrap());
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(
-            finding_index_columns(&store.conn()),
+            index_columns(&store.conn(), "findings"),
             fresh,
             "opening builds what an unfinished run dropped"
         );

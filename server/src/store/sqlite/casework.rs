@@ -521,9 +521,11 @@ impl Casework for SqliteStore {
                 // A first run of a period writes every row: into a small
                 // table, cheaper without the secondary indexes, built again
                 // before this transaction commits.
-                let table_rows: i64 =
-                    tx.query_row("SELECT count(*) FROM patient_months", [], |r| r.get(0))?;
-                let deferred = super::worth_deferring(changed.len() as u64, table_rows as u64);
+                let deferred = !changed.is_empty() && {
+                    let table_rows: i64 =
+                        tx.query_row("SELECT count(*) FROM patient_months", [], |r| r.get(0))?;
+                    super::worth_deferring(changed.len() as u64, table_rows as u64)
+                };
                 if deferred {
                     super::PATIENT_MONTH_INDEXES.drop_all(&tx)?;
                 }
