@@ -8,6 +8,7 @@
 //! or one chain position twice).
 
 pub mod casework;
+pub mod packed;
 pub mod postgres;
 pub mod sqlite;
 
@@ -336,8 +337,9 @@ pub fn facts_of_payload(payload: &[u8]) -> Result<Option<SessionFacts>, StoreErr
 }
 
 /// The columns of a stored session's facts, in [`StoredSession`] order
-/// (table `attested_sessions`, both backends; its key is service date,
-/// insured id, record id).
+/// (PostgreSQL's table `attested_sessions`, keyed by service date, insured
+/// id, record id; SQLite's keeps the same key and packs the rest into one
+/// value, [`packed`]).
 pub const STORED_SESSION_COLUMNS: &str = "record_id, received_at_ms, terminal_id, signed_at_ms, \
      utc_offset_min, hospital_code, department_code, insured_id, nurse_id, doctor_id, kind, \
      drug_code, dose_milli, dose_unit, check_in_ms, check_in_fallback, check_out_ms, \

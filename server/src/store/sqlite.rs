@@ -6,14 +6,14 @@ use std::sync::Mutex;
 use rusqlite::{
     Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
 };
-use wuding_protocol::{ClaimLine, Date, FallbackReason, RecordId};
+use wuding_protocol::{ClaimLine, Date, RecordId};
 use wuding_rules::{AttestedSession, SessionFacts};
 
 mod casework;
 
 use super::{
-    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, STORED_SESSION_COLUMNS,
-    Store, StoreError, TerminalRow, Tx, UpsertCounts,
+    Alarm, FindingFilter, FindingRow, PatientRange, RecordRow, RosterItem, Store, StoreError,
+    TerminalRow, Tx, UpsertCounts,
 };
 use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS, FINDING_UPSERT_CONFLICT};
 use wuding_protocol::types::{Dose, TreatmentKind};
@@ -444,6 +444,20 @@ DROP INDEX IF EXISTS findings_by_status;
 CREATE INDEX IF NOT EXISTS findings_by_day_figures ON findings
     (service_date, severity, amount_fen, hospital_code, rule_id, status);
 "#,
+    // A session's facts packed into one value (`store::packed`): a part of
+    // a run reads three columns a row instead of twenty. The table is made
+    // again from the signed records by the next catch-up.
+    r#"
+DROP TABLE IF EXISTS attested_sessions;
+CREATE TABLE attested_sessions (
+    service_date TEXT NOT NULL,
+    insured_id   TEXT NOT NULL,
+    record_id    BLOB NOT NULL,
+    facts        BLOB NOT NULL,
+    PRIMARY KEY (service_date, insured_id, record_id)
+) WITHOUT ROWID;
+UPDATE attested_sessions_head SET log_index = -1;
+"#,
 ];
 
 /// A table's secondary indexes as the migrations leave them (name,
@@ -548,13 +562,10 @@ pub(crate) fn worth_deferring(expected_new: u64, stored: u64) -> bool {
 /// The migration that adds `attested_sessions`.
 pub const ATTESTED_SESSIONS_MIGRATION: usize = 8;
 
-const INSERT_ATTESTED_SESSION: &str = "INSERT INTO attested_sessions (service_date, insured_id, \
-     record_id, received_at_ms, terminal_id, signed_at_ms, utc_offset_min, hospital_code, \
-     department_code, nurse_id, doctor_id, kind, drug_code, dose_milli, dose_unit, check_in_ms, \
-     check_in_fallback, check_out_ms, check_out_fallback, closure, charge_fen) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+/// The migration that packs `attested_sessions`' facts into one value.
+pub const PACKED_SESSIONS_MIGRATION: usize = 14;
 
-/// Writes the facts of an accepted session record.
+/// Writes the facts of an accepted session record, packed.
 fn insert_attested_session(
     conn: &Connection,
     service_date: &str,
@@ -562,66 +573,27 @@ fn insert_attested_session(
     received_at_ms: i64,
     f: &SessionFacts,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn.prepare_cached(INSERT_ATTESTED_SESSION)?;
-    let closure = super::closure_code(f.closure);
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO attested_sessions (service_date, insured_id, record_id, facts)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
     stmt.execute(params![
         service_date,
         f.insured_id,
         record_id.0.as_slice(),
-        received_at_ms,
-        f.terminal_id,
-        f.signed_at_ms,
-        f.utc_offset_min,
-        f.hospital_code,
-        f.department_code,
-        f.nurse_id,
-        f.doctor_id,
-        f.kind.code(),
-        f.drug_code,
-        f.dose.as_ref().map(|d| d.amount_milli as i64),
-        f.dose.as_ref().map(|d| d.unit.as_str()),
-        f.check_in.at_ms,
-        f.check_in.fallback.map(FallbackReason::code),
-        f.check_out.map(|o| o.at_ms),
-        f.check_out
-            .and_then(|o| o.fallback)
-            .map(FallbackReason::code),
-        closure,
-        f.charge_fen as i64,
+        super::packed::pack(received_at_ms, f),
     ])?;
     Ok(())
 }
 
-/// Reads one row of `attested_sessions` ([`super::STORED_SESSION_COLUMNS`]).
+/// Reads one row of `attested_sessions` (record id, insured id, facts).
 fn attested_session_from(r: &rusqlite::Row<'_>) -> Result<AttestedSession, StoreError> {
     let bad = |_| StoreError::Corrupt("attested session column");
-    let text = |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(bad) };
-    let opt_text = |i: usize| -> Result<Option<&str>, StoreError> {
-        r.get_ref(i)?.as_str_or_null().map_err(bad)
-    };
-    super::StoredSession {
-        record_id: r.get_ref(0)?.as_blob().map_err(bad)?,
-        received_at_ms: r.get(1)?,
-        terminal_id: text(2)?,
-        signed_at_ms: r.get(3)?,
-        utc_offset_min: r.get(4)?,
-        hospital_code: text(5)?,
-        department_code: text(6)?,
-        insured_id: text(7)?,
-        nurse_id: text(8)?,
-        doctor_id: text(9)?,
-        kind: text(10)?,
-        drug_code: opt_text(11)?,
-        dose_milli: r.get(12)?,
-        dose_unit: opt_text(13)?,
-        check_in_ms: r.get(14)?,
-        check_in_fallback: opt_text(15)?,
-        check_out_ms: r.get(16)?,
-        check_out_fallback: opt_text(17)?,
-        closure: text(18)?,
-        charge_fen: r.get(19)?,
-    }
-    .session()
+    super::packed::unpack(
+        r.get_ref(0)?.as_blob().map_err(bad)?,
+        r.get_ref(1)?.as_str().map_err(bad)?,
+        r.get_ref(2)?.as_blob().map_err(bad)?,
+    )
 }
 
 const ALARM_COLUMNS: &str = "terminal_id, kind, seq, record_id, detail, at_ms, hospital_code, service_date, \
@@ -833,6 +805,18 @@ fn claims_where_on(
     clause: &str,
     values: &[&str],
 ) -> Result<Vec<ClaimLine>, StoreError> {
+    let mut lines = Chunked::default();
+    claims_into(conn, clause, values, &mut lines)?;
+    Ok(lines.into_vec())
+}
+
+/// Appends the claim lines `clause` selects to `lines`.
+fn claims_into(
+    conn: &Connection,
+    clause: &str,
+    values: &[&str],
+    lines: &mut Chunked<ClaimLine>,
+) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
                 service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
@@ -885,14 +869,25 @@ fn claims_where_on(
             }),
         })
     })
-    .try_fold(
-        Chunked::default(),
-        |mut lines, line: Result<ClaimLine, StoreError>| {
-            lines.push(line?);
-            Ok(lines)
-        },
-    )
-    .map(Chunked::into_vec)
+    .try_for_each(|line: Result<ClaimLine, StoreError>| {
+        lines.push(line?);
+        Ok(())
+    })
+}
+
+/// The dates `from..=to` (`YYYY-MM-DD`), for reads that take a period a
+/// day at a time.
+fn days_of(from: &str, to: &str) -> Result<Vec<String>, StoreError> {
+    let (Ok(mut day), Ok(last)) = (from.parse::<Date>(), to.parse::<Date>()) else {
+        return Err(StoreError::Corrupt("period dates"));
+    };
+    let mut days = Vec::new();
+    while day <= last {
+        days.push(day.to_string());
+        let Ok(next) = day.tomorrow() else { break };
+        day = next;
+    }
+    Ok(days)
 }
 
 /// Rows read into chunks of [`Chunked::CHUNK`], then gathered into one
@@ -1592,9 +1587,7 @@ impl Store for SqliteStore {
         to: &str,
         patients: &PatientRange,
     ) -> Result<Vec<AttestedSession>, StoreError> {
-        let (Ok(first), Ok(last)) = (from.parse::<Date>(), to.parse::<Date>()) else {
-            return Err(StoreError::Corrupt("period dates"));
-        };
+        let days = days_of(from, to)?;
         self.catch_up_sessions()?;
         // On a connection of its own, so a run reads claims beside its
         // sessions and the next part beside storing this one's findings.
@@ -1603,21 +1596,17 @@ impl Store for SqliteStore {
             // range's patients sit together in (day, patient) order.
             let (range, values) = patients.sql("insured_id", "?", &[""]);
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {STORED_SESSION_COLUMNS}
+                "SELECT record_id, insured_id, facts
              FROM attested_sessions WHERE service_date = ?1{range}"
             ))?;
             let mut sessions = Chunked::default();
-            let mut day = first;
-            while day <= last {
-                let date = day.to_string();
+            for day in &days {
                 let mut values = values.clone();
-                values[0] = &date;
+                values[0] = day;
                 let mut rows = stmt.query(params_from_iter(values))?;
                 while let Some(r) = rows.next()? {
                     sessions.push(attested_session_from(r)?);
                 }
-                let Ok(next) = day.tomorrow() else { break };
-                day = next;
             }
             Ok(sessions.into_vec())
         })
@@ -1636,11 +1625,24 @@ impl Store for SqliteStore {
         if patients.is_all() {
             return self.claims_between(from, to);
         }
-        // Claim lines sit in (day, patient) order: the range reads through
-        // the table itself, not the patient index.
-        let (range, values) = patients.sql("insured_id", "?", &[from, to]);
-        let clause = format!("WHERE service_date BETWEEN ?1 AND ?2{range}");
-        self.on_own_connection(|conn| claims_where_on(conn, &clause, &values))
+        // Claim lines sit in (day, patient) order: a range of patients is
+        // one contiguous run of the table per day. Read day by day, each
+        // read seeks to its run (over the whole period, the key's first
+        // column being a range, SQLite would step through every patient's
+        // lines of the period and filter them: each part of a national run
+        // would visit all of its claim lines).
+        let days = days_of(from, to)?;
+        let (range, values) = patients.sql("insured_id", "?", &[""]);
+        let clause = format!("WHERE service_date = ?1{range}");
+        self.on_own_connection(|conn| {
+            let mut lines = Chunked::default();
+            for day in &days {
+                let mut values = values.clone();
+                values[0] = day;
+                claims_into(conn, &clause, &values, &mut lines)?;
+            }
+            Ok(lines.into_vec())
+        })
     }
 
     fn alarms_between(&self, from: &str, to: &str) -> Result<Vec<Alarm>, StoreError> {
@@ -1790,6 +1792,20 @@ fn upsert_findings_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store at `dir/store.db` holding a generated month (October 2026)
+    /// of `patients` patients, loaded with the import commands' code.
+    fn month_store(dir: &std::path::Path, patients: u32, seed: u64) -> SqliteStore {
+        use wuding_firmware_host::scenario::{ScenarioConfig, generate};
+        let month = dir.join("month");
+        let mut cfg = ScenarioConfig::new(patients, 2026, 10);
+        cfg.seed = seed;
+        generate(&cfg).write_to(&month).unwrap();
+        let store = SqliteStore::open(&dir.join("store.db")).unwrap();
+        let log = crate::ingest::Log::new(wuding_protocol::TerminalSigner::from_seed(&[3; 32]));
+        crate::month::load_dir(&store, &log, &month, &|| 1_800_000_000_000).unwrap();
+        store
+    }
 
     /// Derived data is written with synchronous=NORMAL, but the writer goes
     /// back to FULL after every such write, failed or not, so the next
@@ -2051,23 +2067,152 @@ mod tests {
         assert_eq!(store.claim_count().unwrap(), 1);
     }
 
+    /// A store whose session facts were kept in twenty columns (caught up
+    /// with its log) reads the same sessions once the migration has packed
+    /// them: the table is made again from the signed records.
+    #[test]
+    fn session_facts_kept_in_columns_come_back_packed() {
+        assert_eq!(MIGRATIONS.len(), PACKED_SESSIONS_MIGRATION);
+        assert!(MIGRATIONS[PACKED_SESSIONS_MIGRATION - 1].contains("facts        BLOB"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let all = PatientRange::all();
+        let sorted = |mut v: Vec<AttestedSession>| {
+            v.sort_by_key(|s| s.record_id);
+            v
+        };
+        let sessions = {
+            let store = month_store(dir.path(), 30, 9);
+            sorted(
+                store
+                    .attested_sessions("2026-10-01", "2026-10-31", &all)
+                    .unwrap(),
+            )
+        };
+        assert!(sessions.len() > 200, "{} sessions", sessions.len());
+        {
+            // The table as the migrations before packing left it.
+            let conn = Connection::open(&path).unwrap();
+            let columns = MIGRATIONS[..PACKED_SESSIONS_MIGRATION - 1]
+                .iter()
+                .find(|m| m.contains("CREATE TABLE attested_sessions"))
+                .unwrap();
+            let create = &columns[columns.find("CREATE TABLE attested_sessions").unwrap()..];
+            let create = &create[..create.find(") WITHOUT ROWID;").unwrap() + 16];
+            assert!(create.contains("check_out_fallback TEXT"), "{create}");
+            conn.execute_batch(&format!("DROP TABLE attested_sessions; {create}"))
+                .unwrap();
+            conn.pragma_update(None, "user_version", (PACKED_SESSIONS_MIGRATION - 1) as i64)
+                .unwrap();
+            let head: i64 = conn
+                .query_row("SELECT log_index FROM attested_sessions_head", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert!(head > 0, "caught up with the log");
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let packed = sorted(
+            store
+                .attested_sessions("2026-10-01", "2026-10-31", &all)
+                .unwrap(),
+        );
+        assert_eq!(packed, sessions);
+        let columns: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('attested_sessions')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(columns, 4);
+    }
+
+    /// A range of patients reads exactly its patients' sessions and claim
+    /// lines of the period (both are read a day at a time), whichever end
+    /// of the range is open, and a period of some days only those days.
+    #[test]
+    fn a_range_of_patients_reads_its_sessions_and_claims_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = month_store(dir.path(), 60, 5);
+        let all = PatientRange::all();
+        let (from, to) = ("2026-10-04", "2026-10-19");
+        let sessions = store.attested_sessions(from, to, &all).unwrap();
+        let claims = store.claims_between(from, to).unwrap();
+        let mut patients: Vec<&str> = claims.iter().map(|c| c.insured_id.as_str()).collect();
+        patients.sort_unstable();
+        patients.dedup();
+        assert!(patients.len() > 20, "{} patients", patients.len());
+        let (a, b) = (
+            patients[7].to_owned(),
+            patients[patients.len() - 6].to_owned(),
+        );
+        let ranges = [
+            PatientRange {
+                from: None,
+                to: Some(a.clone()),
+            },
+            PatientRange {
+                from: Some(a.clone()),
+                to: Some(b.clone()),
+            },
+            PatientRange {
+                from: Some(b),
+                to: None,
+            },
+        ];
+        let (mut seen_sessions, mut seen_claims) = (0, 0);
+        for range in &ranges {
+            let mut got = store.attested_sessions(from, to, range).unwrap();
+            got.sort_by_key(|s| s.record_id);
+            let mut want: Vec<_> = sessions
+                .iter()
+                .filter(|s| range.contains(&s.facts.insured_id))
+                .cloned()
+                .collect();
+            want.sort_by_key(|s| s.record_id);
+            assert!(!want.is_empty());
+            assert_eq!(got, want, "sessions of {range:?}");
+            seen_sessions += got.len();
+            let mut got = store.claims_of_patients(from, to, range).unwrap();
+            got.sort_by(|x, y| x.claim_id.cmp(&y.claim_id));
+            let mut want: Vec<_> = claims
+                .iter()
+                .filter(|c| range.contains(&c.insured_id))
+                .cloned()
+                .collect();
+            want.sort_by(|x, y| x.claim_id.cmp(&y.claim_id));
+            assert!(!want.is_empty());
+            assert_eq!(got, want, "claim lines of {range:?}");
+            assert!(
+                got.iter()
+                    .all(|c| c.service_date.to_string().as_str() >= from
+                        && c.service_date.to_string().as_str() <= to)
+            );
+            seen_claims += got.len();
+        }
+        assert_eq!((seen_sessions, seen_claims), (sessions.len(), claims.len()));
+        // The period's days only: the whole month holds more.
+        assert!(
+            store
+                .claims_between("2026-10-01", "2026-10-31")
+                .unwrap()
+                .len()
+                > claims.len()
+        );
+    }
+
     /// A store from before `attested_sessions` gets the facts of every
     /// accepted session record it holds, and keeps its claim lines, when
     /// the migration runs.
     #[test]
     fn attested_sessions_are_filled_from_the_stored_records() {
-        use wuding_firmware_host::scenario::{ScenarioConfig, generate};
         let dir = tempfile::tempdir().unwrap();
-        let month = dir.path().join("month");
-        let mut cfg = ScenarioConfig::new(40, 2026, 10);
-        cfg.seed = 11;
-        generate(&cfg).write_to(&month).unwrap();
         let path = dir.path().join("store.db");
         let all = PatientRange::all();
         let (sessions, claims) = {
-            let store = SqliteStore::open(&path).unwrap();
-            let log = crate::ingest::Log::new(wuding_protocol::TerminalSigner::from_seed(&[3; 32]));
-            crate::month::load_dir(&store, &log, &month, &|| 1_800_000_000_000).unwrap();
+            let store = month_store(dir.path(), 40, 11);
             let mut sessions = store
                 .attested_sessions("2026-10-01", "2026-10-31", &all)
                 .unwrap();
