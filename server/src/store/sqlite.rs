@@ -822,57 +822,36 @@ fn claims_into(
                 service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
          FROM claims {clause}"
     ))?;
-    let rows = stmt.query_map(params_from_iter(values.iter()), |r| {
-        Ok((
-            (
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-            ),
-            (
-                r.get::<_, String>(7)?,
-                r.get::<_, i64>(8)?,
-                r.get::<_, i64>(9)?,
-                r.get::<_, Option<String>>(10)?,
-                r.get::<_, Option<i64>>(11)?,
-                r.get::<_, Option<String>>(12)?,
-            ),
-        ))
-    })?;
-    rows.map(|r| {
-        let (
-            (claim_id, insured_id, hospital_code, department_code, doctor_id, date, code),
-            (kind, quantity, amount_fen, drug_code, dose_milli, dose_unit),
-        ) = r?;
-        Ok(ClaimLine {
-            claim_id,
-            insured_id,
-            hospital_code,
-            department_code,
-            doctor_id,
-            service_date: date
+    let mut rows = stmt.query(params_from_iter(values.iter()))?;
+    while let Some(r) = rows.next()? {
+        // The date and the kind are parsed from the row's own text, not
+        // from a copy.
+        let bad = |_| StoreError::Corrupt("claim column");
+        let text = |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(bad) };
+        let dose_milli: Option<i64> = r.get(11)?;
+        let dose_unit: Option<String> = r.get(12)?;
+        lines.push(ClaimLine {
+            claim_id: r.get(0)?,
+            insured_id: r.get(1)?,
+            hospital_code: r.get(2)?,
+            department_code: r.get(3)?,
+            doctor_id: r.get(4)?,
+            service_date: text(5)?
                 .parse()
                 .map_err(|_| StoreError::Corrupt("claim date"))?,
-            service_code: code,
-            service_kind: TreatmentKind::from_code(&kind)
+            service_code: r.get(6)?,
+            service_kind: TreatmentKind::from_code(text(7)?)
                 .ok_or(StoreError::Corrupt("claim kind"))?,
-            quantity: quantity as u32,
-            amount_fen: amount_fen as u64,
-            drug_code,
+            quantity: r.get::<_, i64>(8)? as u32,
+            amount_fen: r.get::<_, i64>(9)? as u64,
+            drug_code: r.get(10)?,
             dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
                 amount_milli: m as u64,
                 unit,
             }),
-        })
-    })
-    .try_for_each(|line: Result<ClaimLine, StoreError>| {
-        lines.push(line?);
-        Ok(())
-    })
+        });
+    }
+    Ok(())
 }
 
 /// The dates `from..=to` (`YYYY-MM-DD`), for reads that take a period a
