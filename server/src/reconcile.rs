@@ -493,6 +493,23 @@ pub fn run_in_parts(
     let (mut load_ms, mut reconcile_ms, mut store_ms) = (0u64, 0u64, 0u64);
     let ms = |t: Instant| t.elapsed().as_millis() as u64;
     let t = Instant::now();
+    // Session facts not yet caught up with the log (after an import, or
+    // every record after a migration that changed their layout: a national
+    // month's millions take a minute or more) are written first, in sight.
+    let spinner = progress.then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .expect("valid template"),
+        );
+        s.set_message("bringing the session facts up to the log");
+        s.enable_steady_tick(std::time::Duration::from_millis(200));
+        s
+    });
+    store.catch_up_sessions()?;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
     let shared = Shared::read(store, period)?;
     let ranges = shared.ranges(per_part);
     load_ms += ms(t);
