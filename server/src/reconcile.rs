@@ -418,13 +418,18 @@ fn progress_bar(show: bool, steps: u64) -> Option<indicatif::ProgressBar> {
     if !show {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(steps);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}")
-            .expect("valid template"),
-    );
+    Some(shown(
+        indicatif::ProgressBar::new(steps),
+        "{bar:30} {pos}/{len} {msg} {elapsed}",
+    ))
+}
+
+/// A progress bar or spinner in `template`'s style, redrawn five times a
+/// second.
+fn shown(bar: indicatif::ProgressBar, template: &str) -> indicatif::ProgressBar {
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    Some(bar)
+    bar
 }
 
 /// Loads `period`, reconciles it under `rules`, upserts the findings (now =
@@ -497,13 +502,11 @@ pub fn run_in_parts(
     // every record after a migration that changed their layout: a national
     // month's millions take a minute or more) are written first, in sight.
     let spinner = progress.then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .expect("valid template"),
+        let s = shown(
+            indicatif::ProgressBar::new_spinner(),
+            "{spinner} {msg} {elapsed}",
         );
         s.set_message("bringing the session facts up to the log");
-        s.enable_steady_tick(std::time::Duration::from_millis(200));
         s
     });
     store.catch_up_sessions()?;
