@@ -34,11 +34,11 @@ fn dose(s: &str) -> Option<Dose> {
 
 fn claim(c: &ClaimRow) -> ClaimLine {
     ClaimLine {
-        claim_id: c.claim_id.clone(),
-        insured_id: c.insured_id.clone(),
-        hospital_code: c.hospital_code.clone(),
+        claim_id: c.claim_id.as_str().into(),
+        insured_id: c.insured_id.as_str().into(),
+        hospital_code: c.hospital_code.as_str().into(),
         department_code: c.department_code.into(),
-        doctor_id: c.doctor_id.clone(),
+        doctor_id: c.doctor_id.as_str().into(),
         service_date: date(&c.service_date),
         service_code: c.service_code.into(),
         service_kind: TreatmentKind::from_code(c.service_kind).expect("kind"),

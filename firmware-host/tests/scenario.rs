@@ -556,7 +556,7 @@ fn roster_files_parse_as_the_server_reads_them() {
             service_kind: TreatmentKind::from_code(&row[7]).unwrap(),
             quantity: row[8].parse().unwrap(),
             amount_fen: row[9].parse().unwrap(),
-            drug_code: (!row[10].is_empty()).then(|| row[10].to_owned()),
+            drug_code: (!row[10].is_empty()).then(|| row[10].into()),
             dose: (!row[11].is_empty()).then(|| Dose::parse_text(&row[11]).unwrap()),
         };
         line.validate().unwrap();

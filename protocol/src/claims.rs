@@ -7,6 +7,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
+use crate::types::Code;
 use crate::types::{Dose, MAX_FEN, TreatmentKind, check_code};
 
 /// One claimed service line.
@@ -14,22 +15,22 @@ use crate::types::{Dose, MAX_FEN, TreatmentKind, check_code};
 #[serde(deny_unknown_fields)]
 pub struct ClaimLine {
     /// The settlement system's id of the line; unique per fund.
-    pub claim_id: String,
+    pub claim_id: Code,
     /// The insured person's number (`psn_no`).
-    pub insured_id: String,
-    pub hospital_code: String,
-    pub department_code: String,
-    pub doctor_id: String,
+    pub insured_id: Code,
+    pub hospital_code: Code,
+    pub department_code: Code,
+    pub doctor_id: Code,
     /// Local date of service.
     pub service_date: Date,
     /// Catalogue code of the service or drug billed.
-    pub service_code: String,
+    pub service_code: Code,
     pub service_kind: TreatmentKind,
     /// Units claimed (sessions, or packs of a drug).
     pub quantity: u32,
     /// Amount claimed for the line, in fen.
     pub amount_fen: u64,
-    pub drug_code: Option<String>,
+    pub drug_code: Option<Code>,
     pub dose: Option<Dose>,
 }
 

@@ -40,8 +40,8 @@ pub use record::{
 };
 pub use template::{TemplateKey, template_ref};
 pub use types::{
-    Charge, ChargeItem, Dose, FallbackReason, Finger, IdentityEvidence, TemplateRef, TreatmentKind,
-    format_yuan, parse_fixed_point,
+    Charge, ChargeItem, Code, Dose, FallbackReason, Finger, IdentityEvidence, TemplateRef,
+    TreatmentKind, format_yuan, parse_fixed_point,
 };
 
 /// Calendar dates (`YYYY-MM-DD` on the wire).

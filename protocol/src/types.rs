@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
 
+/// A short identifier or catalogue code (insured id, hospital, department,
+/// doctor, nurse, terminal, claim id, service or drug code): kept inline,
+/// without a heap allocation, up to 24 bytes, which the codes of a fund fit
+/// in practice (longer ones are kept on the heap). A national month holds
+/// tens of millions of them (`docs/rules.md`, "Inline codes"). Compares,
+/// hashes and serialises as the text it holds.
+pub type Code = compact_str::CompactString;
+
 /// Largest money amount a record may carry, in fen (10 billion yuan).
 /// Kept below 2^53 so that every JSON implementation reads it exactly.
 pub const MAX_FEN: u64 = 1_000_000_000_000;

@@ -356,20 +356,20 @@ fn line_from(
             format!("`{}` is not an amount in fen (a whole number)", values[9]),
         )
     })?;
-    let drug_code = (!values[10].is_empty()).then(|| values[10].to_string());
+    let drug_code = (!values[10].is_empty()).then(|| wuding_protocol::Code::from(&*values[10]));
     let dose = if values[11].is_empty() {
         None
     } else {
         Some(Dose::parse_text(&values[11]).map_err(|e| err(11, e.to_string()))?)
     };
     let claim = ClaimLine {
-        claim_id: required(0)?,
-        insured_id: required(1)?,
-        hospital_code: required(2)?,
-        department_code: required(3)?,
-        doctor_id: required(4)?,
+        claim_id: required(0)?.into(),
+        insured_id: required(1)?.into(),
+        hospital_code: required(2)?.into(),
+        department_code: required(3)?.into(),
+        doctor_id: required(4)?.into(),
         service_date,
-        service_code: required(6)?,
+        service_code: required(6)?.into(),
         service_kind,
         quantity,
         amount_fen,

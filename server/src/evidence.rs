@@ -256,7 +256,7 @@ pub fn build_manifest(
         let take = |found: &mut BTreeMap<String, ClaimLine>, lines: Vec<ClaimLine>| {
             for c in lines {
                 if wanted.contains(c.claim_id.as_str()) {
-                    found.insert(c.claim_id.clone(), c);
+                    found.insert(c.claim_id.to_string(), c);
                 }
             }
         };
@@ -274,7 +274,7 @@ pub fn build_manifest(
             for c in &f.claim_ids {
                 match found.remove(c) {
                     Some(line) => claims.push(line),
-                    None if claims.iter().any(|l: &ClaimLine| &l.claim_id == c) => {}
+                    None if claims.iter().any(|l: &ClaimLine| l.claim_id == *c) => {}
                     None => {
                         return Err(EvidenceError::MissingClaim {
                             finding: f.id.clone(),
@@ -745,7 +745,7 @@ fn identity(e: &IdentityEvidence) -> String {
 pub fn summary(m: &Manifest) -> String {
     let mut ids: BTreeSet<String> = BTreeSet::new();
     ids.extend(m.findings.iter().filter_map(|f| f.insured_id.clone()));
-    ids.extend(m.claims.iter().map(|c| c.insured_id.clone()));
+    ids.extend(m.claims.iter().map(|c| c.insured_id.to_string()));
     let decoded: Vec<(&BundledRecord, Option<Record>)> = m
         .records
         .iter()

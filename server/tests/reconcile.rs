@@ -273,7 +273,7 @@ both_backends!(
             .unwrap();
         let busy: HashSet<(String, String)> = claims
             .iter()
-            .map(|c| (c.insured_id.clone(), c.service_date.to_string()))
+            .map(|c| (c.insured_id.to_string(), c.service_date.to_string()))
             .collect();
         let base = claims
             .iter()
@@ -281,7 +281,7 @@ both_backends!(
             .unwrap();
         let free_day = (1..=31)
             .map(|d| format!("2026-10-{d:02}"))
-            .find(|d| !busy.contains(&(base.insured_id.clone(), d.clone())))
+            .find(|d| !busy.contains(&(base.insured_id.to_string(), d.clone())))
             .unwrap();
         let extra = ClaimLine {
             claim_id: "C-EXTRA-0000001".into(),

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wuding_protocol::{
-    Attestation, ClaimLine, Closure, Date, Dose, FallbackReason, IdentityEvidence, RecordId,
+    Attestation, ClaimLine, Closure, Code, Date, Dose, FallbackReason, IdentityEvidence, RecordId,
     SessionRecord, TreatmentKind, TreatmentPlan,
 };
 
@@ -62,18 +62,18 @@ impl AttestedSession {
 /// without decoding the signed payloads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionFacts {
-    pub terminal_id: String,
+    pub terminal_id: Code,
     /// Terminal clock when the record was signed (Unix ms).
     pub signed_at_ms: i64,
     /// Local offset from UTC in minutes.
     pub utc_offset_min: i16,
-    pub hospital_code: String,
-    pub department_code: String,
-    pub insured_id: String,
-    pub nurse_id: String,
-    pub doctor_id: String,
+    pub hospital_code: Code,
+    pub department_code: Code,
+    pub insured_id: Code,
+    pub nurse_id: Code,
+    pub doctor_id: Code,
     pub kind: TreatmentKind,
-    pub drug_code: Option<String>,
+    pub drug_code: Option<Code>,
     pub dose: Option<Dose>,
     pub check_in: Presence,
     pub check_out: Option<Presence>,
@@ -107,16 +107,16 @@ impl Presence {
 impl SessionFacts {
     pub fn of(r: &SessionRecord) -> SessionFacts {
         SessionFacts {
-            terminal_id: r.terminal_id.clone(),
+            terminal_id: r.terminal_id.as_str().into(),
             signed_at_ms: r.signed_at_ms,
             utc_offset_min: r.utc_offset_min,
-            hospital_code: r.hospital_code.clone(),
-            department_code: r.department_code.clone(),
-            insured_id: r.patient.insured_id.clone(),
-            nurse_id: r.nurse_id.clone(),
-            doctor_id: r.doctor_id.clone(),
+            hospital_code: r.hospital_code.as_str().into(),
+            department_code: r.department_code.as_str().into(),
+            insured_id: r.patient.insured_id.as_str().into(),
+            nurse_id: r.nurse_id.as_str().into(),
+            doctor_id: r.doctor_id.as_str().into(),
             kind: r.treatment.kind,
-            drug_code: r.treatment.drug_code.clone(),
+            drug_code: r.treatment.drug_code.as_deref().map(Code::from),
             dose: r.treatment.dose.clone(),
             check_in: Presence::of(&r.check_in),
             check_out: r.check_out.as_ref().map(Presence::of),

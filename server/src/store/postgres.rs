@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Transaction};
-use wuding_protocol::{ClaimLine, RecordId};
+use wuding_protocol::{ClaimLine, Code, RecordId};
 use wuding_rules::AttestedSession;
 
 mod casework;
@@ -482,18 +482,18 @@ fn insert_attested_sessions(
         rows.iter().map(f).collect()
     };
     let dates = col(&|r| Some(r.service_date.clone()));
-    let insured = col(&|r| Some(r.facts.insured_id.clone()));
+    let insured = col(&|r| Some(r.facts.insured_id.to_string()));
     let ids: Vec<&[u8]> = rows.iter().map(|r| r.record_id.0.as_slice()).collect();
     let received = int(&|r| Some(r.received_at_ms));
-    let terminals = col(&|r| Some(r.facts.terminal_id.clone()));
+    let terminals = col(&|r| Some(r.facts.terminal_id.to_string()));
     let signed = int(&|r| Some(r.facts.signed_at_ms));
     let offsets: Vec<i16> = rows.iter().map(|r| r.facts.utc_offset_min).collect();
-    let hospitals = col(&|r| Some(r.facts.hospital_code.clone()));
-    let departments = col(&|r| Some(r.facts.department_code.clone()));
-    let nurses = col(&|r| Some(r.facts.nurse_id.clone()));
-    let doctors = col(&|r| Some(r.facts.doctor_id.clone()));
+    let hospitals = col(&|r| Some(r.facts.hospital_code.to_string()));
+    let departments = col(&|r| Some(r.facts.department_code.to_string()));
+    let nurses = col(&|r| Some(r.facts.nurse_id.to_string()));
+    let doctors = col(&|r| Some(r.facts.doctor_id.to_string()));
     let kinds = col(&|r| Some(r.facts.kind.code().to_owned()));
-    let drugs = col(&|r| r.facts.drug_code.clone());
+    let drugs = col(&|r| r.facts.drug_code.as_ref().map(|d| d.to_string()));
     let dose_milli = int(&|r| r.facts.dose.as_ref().map(|d| d.amount_milli as i64));
     let dose_unit = col(&|r| r.facts.dose.as_ref().map(|d| d.unit.clone()));
     let check_in = int(&|r| Some(r.facts.check_in.at_ms));
@@ -606,20 +606,20 @@ impl PgStore {
                 let dose_milli: Option<i64> = r.get(11);
                 let dose_unit: Option<String> = r.get(12);
                 Ok(ClaimLine {
-                    claim_id: r.get(0),
-                    insured_id: r.get(1),
-                    hospital_code: r.get(2),
-                    department_code: r.get(3),
-                    doctor_id: r.get(4),
+                    claim_id: r.get::<_, &str>(0).into(),
+                    insured_id: r.get::<_, &str>(1).into(),
+                    hospital_code: r.get::<_, &str>(2).into(),
+                    department_code: r.get::<_, &str>(3).into(),
+                    doctor_id: r.get::<_, &str>(4).into(),
                     service_date: date
                         .parse()
                         .map_err(|_| StoreError::Corrupt("claim date"))?,
-                    service_code: r.get(6),
+                    service_code: r.get::<_, &str>(6).into(),
                     service_kind: TreatmentKind::from_code(&kind)
                         .ok_or(StoreError::Corrupt("claim kind"))?,
                     quantity: r.get::<_, i64>(8) as u32,
                     amount_fen: r.get::<_, i64>(9) as u64,
-                    drug_code: r.get(10),
+                    drug_code: r.get::<_, Option<&str>>(10).map(Code::from),
                     dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
                         amount_milli: m as u64,
                         unit,

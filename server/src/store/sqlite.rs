@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{
     Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
 };
-use wuding_protocol::{ClaimLine, Date, RecordId};
+use wuding_protocol::{ClaimLine, Code, Date, RecordId};
 use wuding_rules::{AttestedSession, SessionFacts};
 
 mod casework;
@@ -579,7 +579,7 @@ fn insert_attested_session(
     )?;
     stmt.execute(params![
         service_date,
-        f.insured_id,
+        f.insured_id.as_str(),
         record_id.0.as_slice(),
         super::packed::pack(received_at_ms, f),
     ])?;
@@ -831,20 +831,23 @@ fn claims_into(
         let dose_milli: Option<i64> = r.get(11)?;
         let dose_unit: Option<String> = r.get(12)?;
         lines.push(ClaimLine {
-            claim_id: r.get(0)?,
-            insured_id: r.get(1)?,
-            hospital_code: r.get(2)?,
-            department_code: r.get(3)?,
-            doctor_id: r.get(4)?,
+            claim_id: Code::from(text(0)?),
+            insured_id: Code::from(text(1)?),
+            hospital_code: Code::from(text(2)?),
+            department_code: Code::from(text(3)?),
+            doctor_id: Code::from(text(4)?),
             service_date: text(5)?
                 .parse()
                 .map_err(|_| StoreError::Corrupt("claim date"))?,
-            service_code: r.get(6)?,
+            service_code: Code::from(text(6)?),
             service_kind: TreatmentKind::from_code(text(7)?)
                 .ok_or(StoreError::Corrupt("claim kind"))?,
             quantity: r.get::<_, i64>(8)? as u32,
             amount_fen: r.get::<_, i64>(9)? as u64,
-            drug_code: r.get(10)?,
+            drug_code: match r.get_ref(10)? {
+                rusqlite::types::ValueRef::Null => None,
+                v => Some(Code::from(v.as_str().map_err(bad)?)),
+            },
             dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
                 amount_milli: m as u64,
                 unit,
@@ -1226,17 +1229,17 @@ fn insert_claims_in(
         }
         for (r, c) in lines.iter().enumerate() {
             let b = r * 14;
-            stmt.raw_bind_parameter(b + 1, &c.claim_id)?;
-            stmt.raw_bind_parameter(b + 2, &c.insured_id)?;
-            stmt.raw_bind_parameter(b + 3, &c.hospital_code)?;
-            stmt.raw_bind_parameter(b + 4, &c.department_code)?;
-            stmt.raw_bind_parameter(b + 5, &c.doctor_id)?;
+            stmt.raw_bind_parameter(b + 1, c.claim_id.as_str())?;
+            stmt.raw_bind_parameter(b + 2, c.insured_id.as_str())?;
+            stmt.raw_bind_parameter(b + 3, c.hospital_code.as_str())?;
+            stmt.raw_bind_parameter(b + 4, c.department_code.as_str())?;
+            stmt.raw_bind_parameter(b + 5, c.doctor_id.as_str())?;
             stmt.raw_bind_parameter(b + 6, &dates[r])?;
-            stmt.raw_bind_parameter(b + 7, &c.service_code)?;
+            stmt.raw_bind_parameter(b + 7, c.service_code.as_str())?;
             stmt.raw_bind_parameter(b + 8, c.service_kind.code())?;
             stmt.raw_bind_parameter(b + 9, c.quantity)?;
             stmt.raw_bind_parameter(b + 10, c.amount_fen as i64)?;
-            stmt.raw_bind_parameter(b + 11, &c.drug_code)?;
+            stmt.raw_bind_parameter(b + 11, c.drug_code.as_deref())?;
             stmt.raw_bind_parameter(b + 12, c.dose.as_ref().map(|d| d.amount_milli as i64))?;
             stmt.raw_bind_parameter(b + 13, c.dose.as_ref().map(|d| d.unit.as_str()))?;
             stmt.raw_bind_parameter(b + 14, source)?;
@@ -2193,6 +2196,53 @@ mod tests {
                 .unwrap()
                 .len()
                 > claims.len()
+        );
+    }
+
+    /// A month's codes (patients, hospitals, departments, doctors, nurses,
+    /// terminals, claim ids, service and drug codes) come back from the
+    /// store kept inline: reading a national month allocates nothing per
+    /// code (docs/rules.md, "Inline codes"). The generator's codes are the
+    /// shapes a fund's are (`P5101000016733`, `CH51012200002-0000001`).
+    #[test]
+    fn a_month_is_read_without_a_heap_allocation_per_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = month_store(dir.path(), 40, 9);
+        let range = PatientRange::all();
+        let sessions = store
+            .attested_sessions("2026-10-01", "2026-10-31", &range)
+            .unwrap();
+        let claims = store
+            .claims_of_patients("2026-10-01", "2026-10-31", &range)
+            .unwrap();
+        assert!(sessions.len() > 100 && claims.len() > 100);
+        let inline = |c: &wuding_protocol::Code| !c.is_heap_allocated();
+        for s in &sessions {
+            let f = &s.facts;
+            let codes = [
+                &f.terminal_id,
+                &f.hospital_code,
+                &f.department_code,
+                &f.insured_id,
+                &f.nurse_id,
+                &f.doctor_id,
+            ];
+            assert!(codes.into_iter().chain(&f.drug_code).all(inline), "{f:?}");
+        }
+        for c in &claims {
+            let codes = [
+                &c.claim_id,
+                &c.insured_id,
+                &c.hospital_code,
+                &c.department_code,
+                &c.doctor_id,
+                &c.service_code,
+            ];
+            assert!(codes.into_iter().chain(&c.drug_code).all(inline), "{c:?}");
+        }
+        assert!(
+            claims.iter().any(|c| c.drug_code.is_some()),
+            "drug lines too"
         );
     }
 

@@ -140,16 +140,16 @@ impl Sess {
             prev: RecordId::GENESIS,
             signed_at_ms,
             utc_offset_min: OFFSET_MIN,
-            hospital_code: self.hospital.clone(),
-            department_code: self.department.clone(),
+            hospital_code: self.hospital.as_str().into(),
+            department_code: self.department.as_str().into(),
             bed: "B01".into(),
             machine: None,
             patient: PatientRef {
-                insured_id: self.patient.clone(),
+                insured_id: self.patient.as_str().into(),
                 card_uid: "04A1B2C3".into(),
             },
             nurse_id: self.nurse.clone(),
-            doctor_id: self.doctor.clone(),
+            doctor_id: self.doctor.as_str().into(),
             treatment: Treatment {
                 kind: self.kind,
                 service_code: self.kind.code().into(),
@@ -179,16 +179,16 @@ impl Sess {
     pub fn claim(&self, id: &str) -> ClaimLine {
         ClaimLine {
             claim_id: id.into(),
-            insured_id: self.patient.clone(),
-            hospital_code: self.hospital.clone(),
-            department_code: self.department.clone(),
-            doctor_id: self.doctor.clone(),
+            insured_id: self.patient.as_str().into(),
+            hospital_code: self.hospital.as_str().into(),
+            department_code: self.department.as_str().into(),
+            doctor_id: self.doctor.as_str().into(),
             service_date: wuding_rules::local_date(self.start_ms, OFFSET_MIN).unwrap(),
             service_code: self.kind.code().into(),
             service_kind: self.kind,
             quantity: 1,
             amount_fen: self.charge_fen,
-            drug_code: self.drug.clone(),
+            drug_code: self.drug.as_deref().map(Into::into),
             dose: self.dose.clone(),
         }
     }
