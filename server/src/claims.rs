@@ -18,7 +18,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 use thiserror::Error;
-use wuding_protocol::{ClaimLine, Date, Dose, TreatmentKind, parse_fixed_point};
+use wuding_protocol::{ClaimLine, Code, Date, Dose, TreatmentKind, parse_fixed_point};
 
 use crate::store::{Store, StoreError};
 
@@ -316,11 +316,11 @@ fn line_from(
         column: column_of(plan, i),
         why,
     };
-    let required = |i: usize| -> Result<String, RowError> {
+    let required = |i: usize| -> Result<Code, RowError> {
         if values[i].is_empty() {
             Err(err(i, "is empty".into()))
         } else {
-            Ok(values[i].to_string())
+            Ok(Code::from(&*values[i]))
         }
     };
     if values[5].is_empty() {
@@ -356,20 +356,20 @@ fn line_from(
             format!("`{}` is not an amount in fen (a whole number)", values[9]),
         )
     })?;
-    let drug_code = (!values[10].is_empty()).then(|| wuding_protocol::Code::from(&*values[10]));
+    let drug_code = (!values[10].is_empty()).then(|| Code::from(&*values[10]));
     let dose = if values[11].is_empty() {
         None
     } else {
         Some(Dose::parse_text(&values[11]).map_err(|e| err(11, e.to_string()))?)
     };
     let claim = ClaimLine {
-        claim_id: required(0)?.into(),
-        insured_id: required(1)?.into(),
-        hospital_code: required(2)?.into(),
-        department_code: required(3)?.into(),
-        doctor_id: required(4)?.into(),
+        claim_id: required(0)?,
+        insured_id: required(1)?,
+        hospital_code: required(2)?,
+        department_code: required(3)?,
+        doctor_id: required(4)?,
         service_date,
-        service_code: required(6)?.into(),
+        service_code: required(6)?,
         service_kind,
         quantity,
         amount_fen,

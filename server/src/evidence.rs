@@ -256,7 +256,7 @@ pub fn build_manifest(
         let take = |found: &mut BTreeMap<String, ClaimLine>, lines: Vec<ClaimLine>| {
             for c in lines {
                 if wanted.contains(c.claim_id.as_str()) {
-                    found.insert(c.claim_id.to_string(), c);
+                    found.insert(c.claim_id.as_str().to_owned(), c);
                 }
             }
         };
@@ -745,7 +745,7 @@ fn identity(e: &IdentityEvidence) -> String {
 pub fn summary(m: &Manifest) -> String {
     let mut ids: BTreeSet<String> = BTreeSet::new();
     ids.extend(m.findings.iter().filter_map(|f| f.insured_id.clone()));
-    ids.extend(m.claims.iter().map(|c| c.insured_id.to_string()));
+    ids.extend(m.claims.iter().map(|c| c.insured_id.as_str().to_owned()));
     let decoded: Vec<(&BundledRecord, Option<Record>)> = m
         .records
         .iter()

@@ -675,11 +675,11 @@ impl<'a> Engine<'a> {
             out,
             RuleId::PhantomSession,
             Some(claim.service_date),
-            Subject::Claim(claim.claim_id.to_string()),
+            Subject::Claim(claim.claim_id.as_str().to_owned()),
             &[&claim.claim_id],
             Some(&claim.hospital_code),
             Some(&claim.insured_id),
-            vec![claim.claim_id.to_string()],
+            vec![claim.claim_id.as_str().to_owned()],
             Vec::new(),
             claim.amount_fen,
             Text {
@@ -715,7 +715,7 @@ impl<'a> Engine<'a> {
             &[&subject],
             Some(&first.hospital_code),
             Some(&first.insured_id),
-            cs.iter().map(|&c| self.claim(c).claim_id.to_string()).collect(),
+            cs.iter().map(|&c| self.claim(c).claim_id.as_str().to_owned()).collect(),
             ss.iter().map(|&s| self.session(s).record_id).collect(),
             at_stake,
             Text {
@@ -766,11 +766,11 @@ impl<'a> Engine<'a> {
                 out,
                 RuleId::ServiceSwapped,
                 Some(claim.service_date),
-                Subject::Claim(claim.claim_id.to_string()),
+                Subject::Claim(claim.claim_id.as_str().to_owned()),
                 &[&claim.claim_id],
                 Some(&claim.hospital_code),
                 Some(&claim.insured_id),
-                vec![claim.claim_id.to_string()],
+                vec![claim.claim_id.as_str().to_owned()],
                 records(),
                 claim.amount_fen.saturating_sub(charges),
                 Text {
@@ -796,11 +796,11 @@ impl<'a> Engine<'a> {
                 out,
                 RuleId::AmountAboveCharge,
                 Some(claim.service_date),
-                Subject::Claim(claim.claim_id.to_string()),
+                Subject::Claim(claim.claim_id.as_str().to_owned()),
                 &[&claim.claim_id],
                 Some(&claim.hospital_code),
                 Some(&claim.insured_id),
-                vec![claim.claim_id.to_string()],
+                vec![claim.claim_id.as_str().to_owned()],
                 records(),
                 diff,
                 Text {
@@ -894,7 +894,7 @@ impl<'a> Engine<'a> {
             let amount = self.claimed_amount(v);
             let claim_ids: Vec<String> = match self.claim_of_session[v as usize] {
                 NONE => Vec::new(),
-                c => vec![self.claim(c).claim_id.to_string()],
+                c => vec![self.claim(c).claim_id.as_str().to_owned()],
             };
             let rid = s.record_id.to_hex();
             let date = view.date;
@@ -1104,7 +1104,7 @@ impl<'a> Engine<'a> {
                 for s in [ss[a], sb] {
                     let c = self.claim_of_session[s as usize];
                     if c != NONE {
-                        claims.push(self.claim(c).claim_id.to_string());
+                        claims.push(self.claim(c).claim_id.as_str().to_owned());
                     }
                 }
                 let amount = self.claimed_amount(ss[a]).min(self.claimed_amount(sb));
@@ -1143,12 +1143,12 @@ impl<'a> Engine<'a> {
         for e in events {
             if e.claim {
                 let c = self.claim(e.idx);
-                claims.push(c.claim_id.to_string());
-                hospital.get_or_insert_with(|| c.hospital_code.to_string());
+                claims.push(c.claim_id.as_str().to_owned());
+                hospital.get_or_insert_with(|| c.hospital_code.as_str().to_owned());
             } else {
                 let s = self.session(e.idx);
                 records.push(s.record_id);
-                hospital.get_or_insert_with(|| s.facts.hospital_code.to_string());
+                hospital.get_or_insert_with(|| s.facts.hospital_code.as_str().to_owned());
             }
         }
         claims.sort();
@@ -1366,17 +1366,17 @@ impl<'a> Engine<'a> {
                     FallbackSession {
                         start_ms: self.sv[v as usize].start_ms,
                         record_id: s.record_id,
-                        hospital: s.facts.hospital_code.to_string(),
+                        hospital: s.facts.hospital_code.as_str().to_owned(),
                         claim_id: match self.claim_of_session[v as usize] {
                             NONE => None,
-                            c => Some(self.claim(c).claim_id.to_string()),
+                            c => Some(self.claim(c).claim_id.as_str().to_owned()),
                         },
                         amount: self.claimed_amount(v),
                     }
                 })
                 .collect();
             out.insert(
-                name.to_string(),
+                name.as_str().to_owned(),
                 FallbackTally {
                     sessions: n,
                     fallback,
@@ -1453,11 +1453,11 @@ impl<'a> Engine<'a> {
                     self.plan_finding(
                         out,
                         b,
-                        Subject::Claim(claim.claim_id.to_string()),
+                        Subject::Claim(claim.claim_id.as_str().to_owned()),
                         &claim.claim_id,
                         &claim.hospital_code,
                         &claim.insured_id,
-                        vec![claim.claim_id.to_string()],
+                        vec![claim.claim_id.as_str().to_owned()],
                         records.clone(),
                         claim.amount_fen,
                         claim.service_date,
@@ -1534,7 +1534,7 @@ impl<'a> Engine<'a> {
         }
         let claim_ids: Vec<String> = match self.claim_of_session[s as usize] {
             NONE => Vec::new(),
-            c => vec![self.claim(c).claim_id.to_string()],
+            c => vec![self.claim(c).claim_id.as_str().to_owned()],
         };
         let amount = self.claimed_amount(s);
         for b in breaches {
@@ -1666,10 +1666,10 @@ impl<'a> Engine<'a> {
                 let r = &self.session(v).facts;
                 date.get_or_insert(self.sv[v as usize].date);
                 patient.get_or_insert_with(|| r.insured_id.clone());
-                hospital.get_or_insert_with(|| r.hospital_code.to_string());
+                hospital.get_or_insert_with(|| r.hospital_code.as_str().to_owned());
                 let c = self.claim_of_session[v as usize];
                 if c != NONE {
-                    claims.push(self.claim(c).claim_id.to_string());
+                    claims.push(self.claim(c).claim_id.as_str().to_owned());
                     amount = amount.saturating_add(self.claimed_amount(v));
                 }
             }

@@ -482,18 +482,18 @@ fn insert_attested_sessions(
         rows.iter().map(f).collect()
     };
     let dates = col(&|r| Some(r.service_date.clone()));
-    let insured = col(&|r| Some(r.facts.insured_id.to_string()));
+    let insured = col(&|r| Some(r.facts.insured_id.as_str().to_owned()));
     let ids: Vec<&[u8]> = rows.iter().map(|r| r.record_id.0.as_slice()).collect();
     let received = int(&|r| Some(r.received_at_ms));
-    let terminals = col(&|r| Some(r.facts.terminal_id.to_string()));
+    let terminals = col(&|r| Some(r.facts.terminal_id.as_str().to_owned()));
     let signed = int(&|r| Some(r.facts.signed_at_ms));
     let offsets: Vec<i16> = rows.iter().map(|r| r.facts.utc_offset_min).collect();
-    let hospitals = col(&|r| Some(r.facts.hospital_code.to_string()));
-    let departments = col(&|r| Some(r.facts.department_code.to_string()));
-    let nurses = col(&|r| Some(r.facts.nurse_id.to_string()));
-    let doctors = col(&|r| Some(r.facts.doctor_id.to_string()));
+    let hospitals = col(&|r| Some(r.facts.hospital_code.as_str().to_owned()));
+    let departments = col(&|r| Some(r.facts.department_code.as_str().to_owned()));
+    let nurses = col(&|r| Some(r.facts.nurse_id.as_str().to_owned()));
+    let doctors = col(&|r| Some(r.facts.doctor_id.as_str().to_owned()));
     let kinds = col(&|r| Some(r.facts.kind.code().to_owned()));
-    let drugs = col(&|r| r.facts.drug_code.as_ref().map(|d| d.to_string()));
+    let drugs = col(&|r| r.facts.drug_code.as_deref().map(str::to_owned));
     let dose_milli = int(&|r| r.facts.dose.as_ref().map(|d| d.amount_milli as i64));
     let dose_unit = col(&|r| r.facts.dose.as_ref().map(|d| d.unit.clone()));
     let check_in = int(&|r| Some(r.facts.check_in.at_ms));
