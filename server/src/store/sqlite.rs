@@ -673,7 +673,15 @@ pub struct SqliteStore {
     /// write transaction, so checking the next upload's signatures never
     /// waits for the previous upload's commit.
     reader: Option<Mutex<Connection>>,
+    /// How many sessions and claim lines the last part of a run read: the
+    /// next part (of about as many patients) reads into one vector of
+    /// about that size from the start ([`Chunked::expecting`]).
+    part_rows: [std::sync::atomic::AtomicUsize; 2],
 }
+
+/// [`SqliteStore::part_rows`]' slots.
+const SESSION_ROWS: usize = 0;
+const CLAIM_ROWS: usize = 1;
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -739,7 +747,20 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: None,
             reader: None,
+            part_rows: Default::default(),
         })
+    }
+
+    /// A vector for a part's rows of `kind` ([`SESSION_ROWS`],
+    /// [`CLAIM_ROWS`]), sized by the last part's.
+    fn part_vector<T>(&self, kind: usize) -> Chunked<T> {
+        let last = self.part_rows[kind].load(std::sync::atomic::Ordering::Relaxed);
+        Chunked::expecting(last)
+    }
+
+    /// Notes how many rows of `kind` a part read, for the next.
+    fn part_read<T>(&self, kind: usize, rows: &[T]) {
+        self.part_rows[kind].store(rows.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -872,11 +893,14 @@ fn days_of(from: &str, to: &str) -> Result<Vec<String>, StoreError> {
     Ok(days)
 }
 
-/// Rows read into chunks of [`Chunked::CHUNK`], then gathered into one
-/// vector of exactly their number: a part's rows are hundreds of
-/// megabytes, and growing one vector by doubling copied them and faulted in
-/// twice the memory, while counting them first cost a second pass over the
-/// index (docs/rules.md). Gathering copies each row once.
+/// Rows read into one vector while they fit its capacity, then into
+/// chunks of [`Chunked::CHUNK`], gathered into one vector of exactly their
+/// number at the end. A part's rows are hundreds of megabytes: growing one
+/// vector by doubling copied them and faulted in twice the memory, and
+/// counting them first cost a second pass over the index (docs/rules.md).
+/// A read that expects about as many rows as the part before it
+/// ([`Chunked::expecting`]) mostly fills its first vector and gathers
+/// nothing; otherwise gathering copies each row once.
 struct Chunked<T> {
     full: Vec<Vec<T>>,
     current: Vec<T>,
@@ -894,8 +918,20 @@ impl<T> Default for Chunked<T> {
 impl<T> Chunked<T> {
     const CHUNK: usize = 32_768;
 
+    /// Room for about `rows` rows (an eighth more, parts differ a little)
+    /// in the first vector; none for 0.
+    fn expecting(rows: usize) -> Self {
+        if rows == 0 {
+            return Chunked::default();
+        }
+        Chunked {
+            full: Vec::new(),
+            current: Vec::with_capacity(rows.saturating_add(rows / 8).max(Self::CHUNK)),
+        }
+    }
+
     fn push(&mut self, row: T) {
-        if self.current.len() == Self::CHUNK {
+        if self.current.len() == self.current.capacity() && self.current.len() >= Self::CHUNK {
             let full = std::mem::replace(&mut self.current, Vec::with_capacity(Self::CHUNK));
             self.full.push(full);
         }
@@ -903,7 +939,11 @@ impl<T> Chunked<T> {
     }
 
     fn into_vec(self) -> Vec<T> {
-        let mut all = Vec::with_capacity(self.full.len() * Self::CHUNK + self.current.len());
+        if self.full.is_empty() {
+            return self.current;
+        }
+        let mut all =
+            Vec::with_capacity(self.full.iter().map(Vec::len).sum::<usize>() + self.current.len());
         for chunk in self.full {
             all.extend(chunk);
         }
@@ -1595,7 +1635,7 @@ impl Store for SqliteStore {
                 "SELECT record_id, insured_id, facts
              FROM attested_sessions WHERE service_date = ?1{range}"
             ))?;
-            let mut sessions = Chunked::default();
+            let mut sessions = self.part_vector(SESSION_ROWS);
             for day in &days {
                 let mut values = values.clone();
                 values[0] = day;
@@ -1604,7 +1644,9 @@ impl Store for SqliteStore {
                     sessions.push(attested_session_from(r)?);
                 }
             }
-            Ok(sessions.into_vec())
+            let sessions = sessions.into_vec();
+            self.part_read(SESSION_ROWS, &sessions);
+            Ok(sessions)
         })
     }
 
@@ -1631,13 +1673,15 @@ impl Store for SqliteStore {
         let (range, values) = patients.sql("insured_id", "?", &[""]);
         let clause = format!("WHERE service_date = ?1{range}");
         self.on_own_connection(|conn| {
-            let mut lines = Chunked::default();
+            let mut lines = self.part_vector(CLAIM_ROWS);
             for day in &days {
                 let mut values = values.clone();
                 values[0] = day;
                 claims_into(conn, &clause, &values, &mut lines)?;
             }
-            Ok(lines.into_vec())
+            let lines = lines.into_vec();
+            self.part_read(CLAIM_ROWS, &lines);
+            Ok(lines)
         })
     }
 
@@ -2013,8 +2057,10 @@ mod tests {
         );
     }
 
-    /// Rows read in chunks come back in the order read, all of them, in
-    /// one vector of exactly their number, at and around chunk boundaries.
+    /// Rows read in chunks come back in the order read, all of them, at
+    /// and around chunk boundaries: gathered from several chunks into one
+    /// vector of exactly their number, or (no more than one chunk) in the
+    /// vector they were read into.
     #[test]
     fn rows_read_in_chunks_keep_their_order_and_number() {
         let chunk = Chunked::<u32>::CHUNK;
@@ -2025,7 +2071,11 @@ mod tests {
             }
             let all = rows.into_vec();
             assert_eq!(all.len(), n);
-            assert_eq!(all.capacity(), n, "gathered into exactly {n} rows");
+            if n > chunk {
+                assert_eq!(all.capacity(), n, "gathered into exactly {n} rows");
+            } else {
+                assert!(all.capacity() <= chunk, "one chunk at most");
+            }
             assert!(all.iter().enumerate().all(|(i, &v)| v == i as u32));
         }
     }
@@ -2244,6 +2294,95 @@ mod tests {
             claims.iter().any(|c| c.drug_code.is_some()),
             "drug lines too"
         );
+    }
+
+    /// Rows come out in the order they were read whatever the read
+    /// expected: nothing, too few, about right or too many. A read that
+    /// expected enough fills one vector and hands that one over (no
+    /// gather, no copy of a part's hundreds of megabytes).
+    #[test]
+    fn a_part_read_keeps_its_rows_in_order_whatever_it_expected() {
+        let rows = 3 * Chunked::<u32>::CHUNK + 17;
+        for expected in [0, 10, Chunked::<u32>::CHUNK, rows - 1000, rows, rows * 3] {
+            let mut read = Chunked::expecting(expected);
+            let first = read.current.as_ptr();
+            for i in 0..rows as u32 {
+                read.push(i);
+            }
+            let all = read.into_vec();
+            assert_eq!(all.len(), rows, "expecting {expected}");
+            assert!(all.iter().enumerate().all(|(i, v)| *v == i as u32));
+            if expected >= rows - 1000 {
+                assert_eq!(all.as_ptr(), first, "expecting {expected}: no gather");
+            }
+        }
+    }
+
+    /// Each part is sized by the one before it; parts of different sizes
+    /// in either order read exactly their own rows.
+    #[test]
+    fn parts_of_different_sizes_read_their_own_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = month_store(dir.path(), 60, 4);
+        let (from, to) = ("2026-10-01", "2026-10-31");
+        let all = store
+            .claims_of_patients(from, to, &PatientRange::all())
+            .unwrap();
+        let mut ids: Vec<&str> = all.iter().map(|c| c.insured_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let cut = ids[ids.len() / 5].to_owned();
+        let small = PatientRange {
+            from: None,
+            to: Some(cut.clone()),
+        };
+        let large = PatientRange {
+            from: Some(cut),
+            to: None,
+        };
+        let expected = |range: &PatientRange| {
+            let mut sessions: Vec<RecordId> = store
+                .attested_sessions(from, to, &PatientRange::all())
+                .unwrap()
+                .iter()
+                .filter(|s| range.contains(&s.facts.insured_id))
+                .map(|s| s.record_id)
+                .collect();
+            let mut claims: Vec<String> = all
+                .iter()
+                .filter(|c| range.contains(&c.insured_id))
+                .map(|c| c.claim_id.to_string())
+                .collect();
+            sessions.sort_unstable();
+            claims.sort_unstable();
+            (sessions, claims)
+        };
+        let (want_small, want_large) = (expected(&small), expected(&large));
+        assert!(want_small.0.len() * 2 < want_large.0.len());
+        for order in [[&small, &large, &small], [&large, &small, &large]] {
+            for range in order {
+                let mut sessions: Vec<RecordId> = store
+                    .attested_sessions(from, to, range)
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.record_id)
+                    .collect();
+                let mut claims: Vec<String> = store
+                    .claims_of_patients(from, to, range)
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.claim_id.to_string())
+                    .collect();
+                sessions.sort_unstable();
+                claims.sort_unstable();
+                let want = if std::ptr::eq(range, &small) {
+                    &want_small
+                } else {
+                    &want_large
+                };
+                assert_eq!(&(sessions, claims), want);
+            }
+        }
     }
 
     /// A store from before `attested_sessions` gets the facts of every
