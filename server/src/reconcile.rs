@@ -731,19 +731,19 @@ pub fn month_figures(
     patient_ref: &dyn Fn(&str) -> String,
 ) -> (Vec<HospitalMonth>, Vec<PatientMonth>) {
     use wuding_rules::fx::{FxMap, map_with};
-    type Month = (i16, i8);
     let month_of = |d: Date| (d.year(), d.month());
     // Counted per patient, hospital and month; the hospital level is the
-    // sum of its patients (one map lookup per session and claim line)
-    // plus the findings about no patient.
-    let mut patients: FxMap<(Month, &str, &str), HospitalMonth> =
-        map_with(loaded.claims.len() / 8 + 16);
+    // sum of its patients plus the findings about no patient. A patient's
+    // rows (nearly always one: one hospital, one month) are chained from
+    // the patient's entry, so a session or claim line hashes one string
+    // in a map of one small entry per patient.
+    let mut patients = PatientSlots::with_capacity(loaded.claims.len() / 8 + 16);
     for s in &loaded.sessions {
         let Some(date) = s.service_date() else {
             continue;
         };
         let (h, p) = (s.facts.hospital_code.as_str(), s.facts.insured_id.as_str());
-        let pm = patients.entry((month_of(date), h, p)).or_default();
+        let pm = patients.get(p, month_of(date), h);
         pm.attested_patients = 1;
         pm.attested_sessions += 1;
         pm.fallback_sessions += u64::from(s.is_fallback());
@@ -761,9 +761,7 @@ pub fn month_figures(
     }
     for c in &loaded.claims {
         let (h, p) = (c.hospital_code.as_str(), c.insured_id.as_str());
-        let pm = patients
-            .entry((month_of(c.service_date), h, p))
-            .or_default();
+        let pm = patients.get(p, month_of(c.service_date), h);
         pm.claimed_patients = 1;
         pm.claimed_lines += 1;
         pm.claimed_fen = pm.claimed_fen.saturating_add(c.amount_fen);
@@ -783,7 +781,7 @@ pub fn month_figures(
         };
         let m = month_of(d);
         let e = match &f.insured_id {
-            Some(p) => patients.entry((m, h, p)).or_default(),
+            Some(p) => patients.get(p, m, h),
             None => hospitals.entry((m, h)).or_default(),
         };
         match f.severity.code() {
@@ -793,8 +791,11 @@ pub fn month_figures(
         }
         e.findings_fen = e.findings_fen.saturating_add(f.amount_fen);
     }
-    for (&(m, h, _), pm) in &patients {
-        add_figures(hospitals.entry((m, h)).or_default(), pm);
+    for slot in &patients.slots {
+        add_figures(
+            hospitals.entry((slot.month, slot.hospital)).or_default(),
+            &slot.figures,
+        );
     }
     let name = |(y, m): Month| format!("{y:04}-{m:02}");
     let mut hospital_rows: Vec<(Month, &str, HospitalMonth)> =
@@ -808,8 +809,11 @@ pub fn month_figures(
             f
         })
         .collect();
-    let mut patient_rows: Vec<((Month, &str, &str), HospitalMonth)> =
-        patients.into_iter().collect();
+    let mut patient_rows: Vec<((Month, &str, &str), HospitalMonth)> = patients
+        .slots
+        .into_iter()
+        .map(|s| ((s.month, s.hospital, s.patient), s.figures))
+        .collect();
     patient_rows.sort_by(|a, b| a.0.cmp(&b.0));
     let patient_rows = patient_rows
         .into_iter()
@@ -824,6 +828,62 @@ pub fn month_figures(
         })
         .collect();
     (hospital_rows, patient_rows)
+}
+
+/// A month's year and month.
+type Month = (i16, i8);
+
+/// The figures of each (patient, month, hospital) of [`month_figures`]:
+/// one entry per patient, pointing at the first of the patient's rows;
+/// each row points at the patient's next (`u32::MAX`: the last).
+struct PatientSlots<'a> {
+    first: wuding_rules::fx::FxMap<&'a str, u32>,
+    slots: Vec<PatientSlot<'a>>,
+}
+
+struct PatientSlot<'a> {
+    patient: &'a str,
+    month: Month,
+    hospital: &'a str,
+    next: u32,
+    figures: HospitalMonth,
+}
+
+impl<'a> PatientSlots<'a> {
+    fn with_capacity(patients: usize) -> Self {
+        PatientSlots {
+            first: wuding_rules::fx::map_with(patients),
+            slots: Vec::with_capacity(patients),
+        }
+    }
+
+    /// The figures of `patient` in `month` at `hospital` (zero at first).
+    fn get(&mut self, patient: &'a str, month: Month, hospital: &'a str) -> &mut HospitalMonth {
+        const LAST: u32 = u32::MAX;
+        let new = self.slots.len() as u32;
+        let mut at = *self.first.entry(patient).or_insert(new);
+        loop {
+            if at == new {
+                self.slots.push(PatientSlot {
+                    patient,
+                    month,
+                    hospital,
+                    next: LAST,
+                    figures: HospitalMonth::default(),
+                });
+                break;
+            }
+            let slot = &mut self.slots[at as usize];
+            if slot.month == month && slot.hospital == hospital {
+                break;
+            }
+            if slot.next == LAST {
+                slot.next = new;
+            }
+            at = slot.next;
+        }
+        &mut self.slots[at as usize].figures
+    }
 }
 
 /// The opaque reference of a patient: HMAC-SHA256 of the insured id under
@@ -1011,4 +1071,162 @@ pub fn reconcile_if_changed(
     let summary = run_stored(store, rules, recent_period(now_ms)?, now_ms, false)?;
     *mark = seen;
     Ok(Some(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The dashboard's figures counted the plainest way: one ordered map
+    /// keyed by (month, hospital, patient) text.
+    fn figures_by_hand(
+        loaded: &Loaded,
+        findings: &[Finding],
+    ) -> BTreeMap<(String, String, String), HospitalMonth> {
+        let mut by: BTreeMap<(String, String, String), HospitalMonth> = BTreeMap::new();
+        let key = |d: Date, h: &str, p: &str| (d.to_string()[..7].to_owned(), h.into(), p.into());
+        for s in &loaded.sessions {
+            let d = s.service_date().unwrap();
+            let f = &s.facts;
+            let m = by
+                .entry(key(d, &f.hospital_code, &f.insured_id))
+                .or_default();
+            m.attested_patients = 1;
+            m.attested_sessions += 1;
+            m.fallback_sessions += u64::from(s.is_fallback());
+        }
+        for c in &loaded.claims {
+            let m = by
+                .entry(key(c.service_date, &c.hospital_code, &c.insured_id))
+                .or_default();
+            m.claimed_patients = 1;
+            m.claimed_lines += 1;
+            m.claimed_fen += c.amount_fen;
+            for f in findings.iter().filter(|f| f.rule_id == "phantom_session") {
+                for (i, id) in f.claim_ids.iter().enumerate() {
+                    if id == c.claim_id.as_str() {
+                        m.phantom_claims += 1;
+                        m.phantom_fen += if i == 0 { f.amount_fen } else { 0 };
+                    }
+                }
+            }
+        }
+        for f in findings {
+            let (Some(h), Some(d), Some(p)) = (&f.hospital_code, f.date, &f.insured_id) else {
+                continue;
+            };
+            let m = by.entry(key(d, h, p)).or_default();
+            match f.severity.code() {
+                "red" => m.red += 1,
+                "yellow" => m.yellow += 1,
+                _ => m.green += 1,
+            }
+            m.findings_fen += f.amount_fen;
+        }
+        by
+    }
+
+    /// Patients seen at several hospitals and in two months get a row for
+    /// each (month, hospital), with the same counts as counting by hand;
+    /// each hospital's row is the sum of its patients' and its findings
+    /// about no patient.
+    #[test]
+    fn month_figures_count_each_patient_at_each_hospital_and_month() {
+        use wuding_firmware_host::scenario::{ScenarioConfig, generate};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ScenarioConfig::new(60, 2026, 10);
+        cfg.seed = 11;
+        generate(&cfg).write_to(dir.path()).unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let log = crate::ingest::Log::new(wuding_protocol::TerminalSigner::from_seed(&[3; 32]));
+        crate::month::load_dir(&store, &log, dir.path(), &|| 1_800_000_000_000).unwrap();
+        let october = period("2026-10-01", "2026-10-31").unwrap();
+        let mut loaded = load(&store, october, &mut |_| {}).unwrap();
+        let findings = wuding_rules::reconcile(&Ruleset::default_rules(), &loaded.dataset());
+        // Every third session at another hospital; every fifth a month
+        // later; every fourth claim line at a third hospital.
+        for (i, s) in loaded.sessions.iter_mut().enumerate() {
+            if i % 3 == 0 {
+                s.facts.hospital_code = "H-ELSEWHERE".into();
+            }
+            if i % 5 == 0 {
+                s.facts.check_in.at_ms += 31 * 86_400_000;
+            }
+        }
+        for (i, c) in loaded.claims.iter_mut().enumerate() {
+            if i % 4 == 0 {
+                c.hospital_code = "H-THIRD".into();
+            }
+        }
+        let want = figures_by_hand(&loaded, &findings);
+        let (hospitals, patients) = month_figures(&loaded, &findings, &|p| format!("ref-{p}"));
+
+        let got: BTreeMap<(String, String, String), HospitalMonth> = patients
+            .iter()
+            .map(|p| {
+                assert_eq!(p.patient_ref, format!("ref-{}", p.insured_id));
+                let f = &p.figures;
+                (
+                    (
+                        f.month.clone(),
+                        f.hospital_code.clone(),
+                        p.insured_id.clone(),
+                    ),
+                    HospitalMonth {
+                        month: String::new(),
+                        hospital_code: String::new(),
+                        ..f.clone()
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            got.len(),
+            patients.len(),
+            "one row per (month, hospital, patient)"
+        );
+        assert_eq!(got, want);
+        let months: std::collections::BTreeSet<&str> = got.keys().map(|k| k.0.as_str()).collect();
+        assert!(months.len() >= 2, "{months:?}");
+        let mut per_patient: BTreeMap<&str, usize> = BTreeMap::new();
+        for k in got.keys() {
+            *per_patient.entry(k.2.as_str()).or_default() += 1;
+        }
+        assert!(per_patient.values().any(|n| *n >= 4), "{per_patient:?}");
+        // Rows in (month, hospital, patient) order.
+        let keys: Vec<_> = patients
+            .iter()
+            .map(|p| (&p.figures.month, &p.figures.hospital_code, &p.insured_id))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+
+        // The hospital level: the sum of its patients, and findings about
+        // no patient.
+        for h in &hospitals {
+            let mut sum = HospitalMonth::default();
+            for ((m, hc, _), f) in &want {
+                if *m == h.month && *hc == h.hospital_code {
+                    add_figures(&mut sum, f);
+                }
+            }
+            for f in findings.iter().filter(|f| {
+                f.insured_id.is_none()
+                    && f.hospital_code.as_deref() == Some(h.hospital_code.as_str())
+                    && f.date.is_some_and(|d| d.to_string()[..7] == h.month)
+            }) {
+                match f.severity.code() {
+                    "red" => sum.red += 1,
+                    "yellow" => sum.yellow += 1,
+                    _ => sum.green += 1,
+                }
+                sum.findings_fen += f.amount_fen;
+            }
+            sum.month = h.month.clone();
+            sum.hospital_code = h.hospital_code.clone();
+            assert_eq!(*h, sum);
+        }
+        let all: u64 = hospitals.iter().map(|h| h.attested_sessions).sum();
+        assert_eq!(all as usize, loaded.sessions.len());
+    }
 }
