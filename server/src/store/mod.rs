@@ -517,6 +517,52 @@ pub(crate) const FINDING_INSERT_COLUMNS: &str = "finding_id, rule_id, ruleset_ve
      service_date, subject_type, subject_id, hospital_code, insured_id, claim_ids, record_ids, \
      amount_fen, params, explanation_zh, explanation_en, status, first_seen_ms, last_seen_ms";
 
+/// A digest of a finding's data (what [`same_finding`] compares: not its
+/// status or times), 16 bytes of SHA-256 over each field length-prefixed.
+/// Stored beside the finding's `last_seen_ms`, it lets a re-run that
+/// produces the finding again confirm it unchanged with one keyed update
+/// instead of comparing fifteen columns.
+pub fn finding_digest(f: &FindingRow) -> [u8; 16] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    let optional = |v: &Option<String>| match v {
+        // Absent and empty differ.
+        None => [0u8].as_slice().to_vec(),
+        Some(s) => [&[1u8][..], s.as_bytes()].concat(),
+    };
+    field(f.id.as_bytes());
+    field(f.rule_id.as_bytes());
+    field(f.ruleset_version.as_bytes());
+    field(f.severity.as_bytes());
+    field(&optional(&f.service_date));
+    field(f.subject_type.as_bytes());
+    field(f.subject_id.as_bytes());
+    field(&optional(&f.hospital_code));
+    field(&optional(&f.insured_id));
+    for list in [&f.claim_ids, &f.record_ids] {
+        field(&(list.len() as u64).to_le_bytes());
+        for item in list {
+            field(item.as_bytes());
+        }
+    }
+    field(&f.amount_fen.to_le_bytes());
+    field(&(f.params.len() as u64).to_le_bytes());
+    for (k, v) in &f.params {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    field(f.explanation_zh.as_bytes());
+    field(f.explanation_en.as_bytes());
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
 /// Whether two stored findings carry the same data (status and times aside).
 pub fn same_finding(a: &FindingRow, b: &FindingRow) -> bool {
     FindingRow {
@@ -560,5 +606,89 @@ pub fn open(db: &str) -> Result<Box<dyn Store>, StoreError> {
         Ok(Box::new(sqlite::SqliteStore::open(std::path::Path::new(
             db,
         ))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding() -> FindingRow {
+        FindingRow {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            rule_id: "short_session".into(),
+            ruleset_version: "2026.1".into(),
+            severity: "yellow".into(),
+            service_date: Some("2026-10-05".into()),
+            subject_type: "record".into(),
+            subject_id: "ab".repeat(32),
+            hospital_code: Some("H1".into()),
+            insured_id: Some("P1".into()),
+            claim_ids: vec!["C1".into(), "C2".into()],
+            record_ids: vec!["ab".repeat(32)],
+            amount_fen: 42_000,
+            params: [("min_minutes".to_owned(), "180".to_owned())].into(),
+            explanation_zh: "透析时长不足".into(),
+            explanation_en: "short dialysis".into(),
+            status: "open".into(),
+            first_seen_ms: 1,
+            last_seen_ms: 2,
+        }
+    }
+
+    /// Every piece of a finding's data moves its digest, including where
+    /// one field ends and the next begins; its status and times do not.
+    #[test]
+    fn a_finding_digest_covers_its_data_and_only_its_data() {
+        let base = finding();
+        let d = finding_digest(&base);
+        let same = FindingRow {
+            status: "in_review".into(),
+            first_seen_ms: 7,
+            last_seen_ms: 9,
+            ..finding()
+        };
+        assert_eq!(finding_digest(&same), d);
+        let changes: Vec<fn(&mut FindingRow)> = vec![
+            |f| f.id.push('0'),
+            |f| f.rule_id = "phantom_session".into(),
+            |f| f.ruleset_version = "2026.2".into(),
+            |f| f.severity = "red".into(),
+            |f| f.service_date = None,
+            |f| f.service_date = Some("2026-10-06".into()),
+            |f| f.subject_type = "claim".into(),
+            |f| f.subject_id = "C1".into(),
+            |f| f.hospital_code = Some(String::new()),
+            |f| f.hospital_code = None,
+            |f| f.insured_id = Some("P2".into()),
+            |f| f.claim_ids.push("C3".into()),
+            |f| f.claim_ids = vec!["C1C2".into()],
+            |f| f.claim_ids = vec!["C1".into(), String::new(), "C2".into()],
+            |f| f.record_ids.clear(),
+            |f| f.amount_fen += 1,
+            |f| {
+                f.params.insert("min_minutes".into(), "170".into());
+            },
+            |f| {
+                f.params.insert("other".into(), String::new());
+            },
+            |f| f.explanation_zh.push('。'),
+            |f| f.explanation_en = "short".into(),
+            // The boundary between two texts moves.
+            |f| {
+                f.explanation_zh.push_str("short");
+                f.explanation_en = " dialysis".into();
+            },
+        ];
+        let mut seen = std::collections::BTreeSet::from([d]);
+        for (i, change) in changes.iter().enumerate() {
+            let mut f = finding();
+            change(&mut f);
+            assert!(!same_finding(&f, &base), "change {i} changes the data");
+            assert!(
+                seen.insert(finding_digest(&f)),
+                "change {i} moves the digest"
+            );
+        }
     }
 }

@@ -458,6 +458,14 @@ CREATE TABLE attested_sessions (
 ) WITHOUT ROWID;
 UPDATE attested_sessions_head SET log_index = -1;
 "#,
+    // A digest of each finding's data beside when it was last produced
+    // (`store::finding_digest`): a re-run confirms an unchanged finding
+    // with one keyed update of this narrow row. Findings stored before
+    // have none; the next run that produces them compares the columns
+    // once and writes it.
+    r#"
+ALTER TABLE finding_seen ADD COLUMN digest BLOB;
+"#,
 ];
 
 /// A table's secondary indexes as the migrations leave them (name,
@@ -1755,8 +1763,14 @@ fn upsert_findings_on(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
         ))?;
         let mut touch = tx.prepare_cached(
-            "INSERT INTO finding_seen (finding_id, last_seen_ms) VALUES (?1, ?2)
-             ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+            "INSERT INTO finding_seen (finding_id, last_seen_ms, digest) VALUES (?1, ?2, ?3)
+             ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
+                                                    digest = excluded.digest",
+        )?;
+        // A finding whose data has the stored digest is unchanged: one
+        // keyed update of its narrow row, nothing else.
+        let mut seen_again = tx.prepare_cached(
+            "UPDATE finding_seen SET last_seen_ms = ?2 WHERE finding_id = ?1 AND digest = ?3",
         )?;
         // Most findings of a re-run are unchanged: one lookup compares the
         // stored data without reading the row out, and finds no row for a
@@ -1775,6 +1789,11 @@ fn upsert_findings_on(
              {FINDING_UPSERT_CONFLICT}"
         ))?;
         for f in rows {
+            let digest = super::finding_digest(f);
+            if seen_again.execute(params![f.id, now_ms, digest.as_slice()])? == 1 {
+                counts.unchanged += 1;
+                continue;
+            }
             let (claim_ids, record_ids) = (f.claim_ids.join(";"), f.record_ids.join(";"));
             let params_json = serde_json::to_string(&f.params).unwrap_or_default();
             let data = params![
@@ -1802,7 +1821,7 @@ fn upsert_findings_on(
             match stored {
                 None => counts.new += 1,
                 Some(true) => {
-                    touch.execute(params![f.id, now_ms])?;
+                    touch.execute(params![f.id, now_ms, digest.as_slice()])?;
                     counts.unchanged += 1;
                     continue;
                 }
@@ -1814,7 +1833,7 @@ fn upsert_findings_on(
                         .optional()?
                         .transpose()?;
                     if old.is_some_and(|old| super::same_finding(&old, f)) {
-                        touch.execute(params![f.id, now_ms])?;
+                        touch.execute(params![f.id, now_ms, digest.as_slice()])?;
                         counts.unchanged += 1;
                         continue;
                     }
@@ -1822,7 +1841,7 @@ fn upsert_findings_on(
                 }
             }
             put.execute(data)?;
-            touch.execute(params![f.id, now_ms])?;
+            touch.execute(params![f.id, now_ms, digest.as_slice()])?;
         }
     }
     tx.commit()?;
@@ -1899,6 +1918,93 @@ mod tests {
         assert_eq!(synchronous(&store), 2, "FULL again after a failed write");
         let again = store.upsert_findings(&[row], 2).unwrap();
         assert_eq!((again.new, again.unchanged), (0, 1));
+    }
+
+    /// A re-run confirms an unchanged finding by the digest stored beside
+    /// it; a finding whose data changed is updated whatever digest is
+    /// stored, and one stored before digests were kept (none) is compared
+    /// column by column once and gets its digest.
+    #[test]
+    fn unchanged_findings_are_confirmed_by_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("f.db")).unwrap();
+        let finding = |id: &str, claims: &[&str]| FindingRow {
+            id: id.into(),
+            rule_id: "phantom_session".into(),
+            ruleset_version: "1".into(),
+            severity: "red".into(),
+            service_date: Some("2026-10-05".into()),
+            subject_type: "claim".into(),
+            subject_id: claims[0].into(),
+            hospital_code: Some("H1".into()),
+            insured_id: Some("P1".into()),
+            claim_ids: claims.iter().map(|c| (*c).to_owned()).collect(),
+            record_ids: Vec::new(),
+            amount_fen: 42_000,
+            params: [("min_minutes".to_owned(), "30".to_owned())].into(),
+            explanation_zh: "无".into(),
+            explanation_en: "none".into(),
+            status: "open".into(),
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+        };
+        let (a, b) = (
+            "0123456789abcdef0123456789abcdef",
+            "fedcba9876543210fedcba9876543210",
+        );
+        let stored_digest = |id: &str| -> Option<Vec<u8>> {
+            store
+                .conn()
+                .query_row(
+                    "SELECT digest FROM finding_seen WHERE finding_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let first = [finding(a, &["C1"]), finding(b, &["C2"])];
+        let counts = store.upsert_findings(&first, 1).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (2, 0, 0));
+        assert_eq!(
+            stored_digest(a).unwrap(),
+            super::super::finding_digest(&first[0])
+        );
+
+        // Again: unchanged; then a's evidence grows: updated, and its new
+        // digest stored; then unchanged again.
+        let counts = store.upsert_findings(&first, 2).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 0, 2));
+        let grown = [finding(a, &["C1", "C9"]), finding(b, &["C2"])];
+        let counts = store.upsert_findings(&grown, 3).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 1, 1));
+        let read = store.findings(&FindingFilter::default()).unwrap();
+        let a_read = read.iter().find(|f| f.id == a).unwrap();
+        assert_eq!(a_read.claim_ids, ["C1", "C9"]);
+        assert_eq!(a_read.last_seen_ms, 3);
+        assert_eq!(
+            stored_digest(a).unwrap(),
+            super::super::finding_digest(&grown[0])
+        );
+        let counts = store.upsert_findings(&grown, 4).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 0, 2));
+
+        // Stored before digests: compared by its columns, then digested.
+        store
+            .conn()
+            .execute("UPDATE finding_seen SET digest = NULL", [])
+            .unwrap();
+        let counts = store.upsert_findings(&grown, 5).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 0, 2));
+        assert!(stored_digest(b).is_some());
+        let read = store.findings(&FindingFilter::default()).unwrap();
+        assert!(read.iter().all(|f| f.last_seen_ms == 5));
+        // A wrong stored digest never hides a change.
+        store
+            .conn()
+            .execute("UPDATE finding_seen SET digest = x'00'", [])
+            .unwrap();
+        let counts = store.upsert_findings(&first, 6).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 1, 1));
     }
 
     /// `table`'s indexes with their key columns in order (name,
@@ -2118,7 +2224,6 @@ mod tests {
     /// them: the table is made again from the signed records.
     #[test]
     fn session_facts_kept_in_columns_come_back_packed() {
-        assert_eq!(MIGRATIONS.len(), PACKED_SESSIONS_MIGRATION);
         assert!(MIGRATIONS[PACKED_SESSIONS_MIGRATION - 1].contains("facts        BLOB"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
@@ -2146,8 +2251,12 @@ mod tests {
             let create = &columns[columns.find("CREATE TABLE attested_sessions").unwrap()..];
             let create = &create[..create.find(") WITHOUT ROWID;").unwrap() + 16];
             assert!(create.contains("check_out_fallback TEXT"), "{create}");
-            conn.execute_batch(&format!("DROP TABLE attested_sessions; {create}"))
-                .unwrap();
+            // Nor had later migrations run.
+            conn.execute_batch(&format!(
+                "DROP TABLE attested_sessions; {create}
+                 ALTER TABLE finding_seen DROP COLUMN digest;"
+            ))
+            .unwrap();
             conn.pragma_update(None, "user_version", (PACKED_SESSIONS_MIGRATION - 1) as i64)
                 .unwrap();
             let head: i64 = conn
