@@ -837,7 +837,10 @@ type Month = (i16, i8);
 /// one entry per patient, pointing at the first of the patient's rows;
 /// each row points at the patient's next (`u32::MAX`: the last).
 struct PatientSlots<'a> {
-    first: wuding_rules::fx::FxMap<&'a str, u32>,
+    /// Keyed by the insured id's text kept in the entry (inline), so a
+    /// lookup compares bytes at hand, not the far row the id was first
+    /// read from.
+    first: wuding_rules::fx::FxMap<wuding_protocol::Code, u32>,
     slots: Vec<PatientSlot<'a>>,
 }
 
@@ -845,6 +848,8 @@ struct PatientSlot<'a> {
     patient: &'a str,
     month: Month,
     hospital: &'a str,
+    /// The hospital's text again, inline: compared on every lookup.
+    hospital_key: wuding_protocol::Code,
     next: u32,
     figures: HospitalMonth,
 }
@@ -861,20 +866,27 @@ impl<'a> PatientSlots<'a> {
     fn get(&mut self, patient: &'a str, month: Month, hospital: &'a str) -> &mut HospitalMonth {
         const LAST: u32 = u32::MAX;
         let new = self.slots.len() as u32;
-        let mut at = *self.first.entry(patient).or_insert(new);
+        let mut at = match self.first.get(patient) {
+            Some(&at) => at,
+            None => {
+                self.first.insert(patient.into(), new);
+                new
+            }
+        };
         loop {
             if at == new {
                 self.slots.push(PatientSlot {
                     patient,
                     month,
                     hospital,
+                    hospital_key: hospital.into(),
                     next: LAST,
                     figures: HospitalMonth::default(),
                 });
                 break;
             }
             let slot = &mut self.slots[at as usize];
-            if slot.month == month && slot.hospital == hospital {
+            if slot.month == month && slot.hospital_key == hospital {
                 break;
             }
             if slot.next == LAST {
