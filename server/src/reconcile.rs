@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 use thiserror::Error;
-use wuding_protocol::{ClaimLine, Date, RecordId, TreatmentPlan};
+use wuding_protocol::{ClaimLine, Code, Date, RecordId, TreatmentPlan};
+use wuding_rules::fx::{FxMap, map_with};
 use wuding_rules::whatif::{self, WhatIfRow};
 use wuding_rules::{
     AttestedSession, Dataset, Finding, IntegrityEvent, IntegrityKind, Period, RuleId, Ruleset,
@@ -730,7 +731,6 @@ pub fn month_figures(
     findings: &[Finding],
     patient_ref: &dyn Fn(&str) -> String,
 ) -> (Vec<HospitalMonth>, Vec<PatientMonth>) {
-    use wuding_rules::fx::{FxMap, map_with};
     let month_of = |d: Date| (d.year(), d.month());
     // Counted per patient, hospital and month; the hospital level is the
     // sum of its patients plus the findings about no patient. A patient's
@@ -793,7 +793,9 @@ pub fn month_figures(
     }
     for slot in &patients.slots {
         add_figures(
-            hospitals.entry((slot.month, slot.hospital)).or_default(),
+            hospitals
+                .entry((slot.month, slot.hospital.as_str()))
+                .or_default(),
             &slot.figures,
         );
     }
@@ -809,7 +811,7 @@ pub fn month_figures(
             f
         })
         .collect();
-    let mut patient_rows: Vec<((Month, &str, &str), HospitalMonth)> = patients
+    let mut patient_rows: Vec<((Month, Code, &str), HospitalMonth)> = patients
         .slots
         .into_iter()
         .map(|s| ((s.month, s.hospital, s.patient), s.figures))
@@ -818,7 +820,7 @@ pub fn month_figures(
     let patient_rows = patient_rows
         .into_iter()
         .map(|((m, h, p), mut f)| {
-            f.hospital_code = h.to_owned();
+            f.hospital_code = h.into_string();
             f.month = name(m);
             PatientMonth {
                 patient_ref: patient_ref(p),
@@ -840,16 +842,15 @@ struct PatientSlots<'a> {
     /// Keyed by the insured id's text kept in the entry (inline), so a
     /// lookup compares bytes at hand, not the far row the id was first
     /// read from.
-    first: wuding_rules::fx::FxMap<wuding_protocol::Code, u32>,
+    first: FxMap<Code, u32>,
     slots: Vec<PatientSlot<'a>>,
 }
 
 struct PatientSlot<'a> {
     patient: &'a str,
     month: Month,
-    hospital: &'a str,
-    /// The hospital's text again, inline: compared on every lookup.
-    hospital_key: wuding_protocol::Code,
+    /// Inline, for the same reason: compared on every lookup.
+    hospital: Code,
     next: u32,
     figures: HospitalMonth,
 }
@@ -857,13 +858,13 @@ struct PatientSlot<'a> {
 impl<'a> PatientSlots<'a> {
     fn with_capacity(patients: usize) -> Self {
         PatientSlots {
-            first: wuding_rules::fx::map_with(patients),
+            first: map_with(patients),
             slots: Vec::with_capacity(patients),
         }
     }
 
     /// The figures of `patient` in `month` at `hospital` (zero at first).
-    fn get(&mut self, patient: &'a str, month: Month, hospital: &'a str) -> &mut HospitalMonth {
+    fn get(&mut self, patient: &'a str, month: Month, hospital: &str) -> &mut HospitalMonth {
         const LAST: u32 = u32::MAX;
         let new = self.slots.len() as u32;
         let mut at = match self.first.get(patient) {
@@ -878,15 +879,14 @@ impl<'a> PatientSlots<'a> {
                 self.slots.push(PatientSlot {
                     patient,
                     month,
-                    hospital,
-                    hospital_key: hospital.into(),
+                    hospital: hospital.into(),
                     next: LAST,
                     figures: HospitalMonth::default(),
                 });
                 break;
             }
             let slot = &mut self.slots[at as usize];
-            if slot.month == month && slot.hospital_key == hospital {
+            if slot.month == month && slot.hospital == hospital {
                 break;
             }
             if slot.next == LAST {

@@ -524,40 +524,45 @@ pub(crate) const FINDING_INSERT_COLUMNS: &str = "finding_id, rule_id, ruleset_ve
 /// instead of comparing fifteen columns.
 pub fn finding_digest(f: &FindingRow) -> [u8; 16] {
     use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    let mut field = |bytes: &[u8]| {
+    fn field(h: &mut sha2::Sha256, bytes: &[u8]) {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
-    };
-    let optional = |v: &Option<String>| match v {
-        // Absent and empty differ.
-        None => [0u8].as_slice().to_vec(),
-        Some(s) => [&[1u8][..], s.as_bytes()].concat(),
-    };
-    field(f.id.as_bytes());
-    field(f.rule_id.as_bytes());
-    field(f.ruleset_version.as_bytes());
-    field(f.severity.as_bytes());
-    field(&optional(&f.service_date));
-    field(f.subject_type.as_bytes());
-    field(f.subject_id.as_bytes());
-    field(&optional(&f.hospital_code));
-    field(&optional(&f.insured_id));
-    for list in [&f.claim_ids, &f.record_ids] {
-        field(&(list.len() as u64).to_le_bytes());
-        for item in list {
-            field(item.as_bytes());
+    }
+    // Absent and empty differ: a tag, then the text.
+    fn optional(h: &mut sha2::Sha256, v: &Option<String>) {
+        match v {
+            None => h.update([0u8]),
+            Some(s) => {
+                h.update([1u8]);
+                field(h, s.as_bytes());
+            }
         }
     }
-    field(&f.amount_fen.to_le_bytes());
-    field(&(f.params.len() as u64).to_le_bytes());
-    for (k, v) in &f.params {
-        field(k.as_bytes());
-        field(v.as_bytes());
+    let h = &mut sha2::Sha256::new();
+    field(h, f.id.as_bytes());
+    field(h, f.rule_id.as_bytes());
+    field(h, f.ruleset_version.as_bytes());
+    field(h, f.severity.as_bytes());
+    optional(h, &f.service_date);
+    field(h, f.subject_type.as_bytes());
+    field(h, f.subject_id.as_bytes());
+    optional(h, &f.hospital_code);
+    optional(h, &f.insured_id);
+    for list in [&f.claim_ids, &f.record_ids] {
+        h.update((list.len() as u64).to_le_bytes());
+        for item in list {
+            field(h, item.as_bytes());
+        }
     }
-    field(f.explanation_zh.as_bytes());
-    field(f.explanation_en.as_bytes());
-    let full = h.finalize();
+    h.update(f.amount_fen.to_le_bytes());
+    h.update((f.params.len() as u64).to_le_bytes());
+    for (k, v) in &f.params {
+        field(h, k.as_bytes());
+        field(h, v.as_bytes());
+    }
+    field(h, f.explanation_zh.as_bytes());
+    field(h, f.explanation_en.as_bytes());
+    let full = std::mem::take(h).finalize();
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
     out
