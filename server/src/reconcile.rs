@@ -134,49 +134,24 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Reads the period's plans and integrity events.
+    /// Reads the period's plans and integrity events. The two are read side
+    /// by side (the integrity events look up each event's records), and the
+    /// plans' bodies are parsed on two threads: a national month has
+    /// hundreds of thousands of plans, and nothing else runs before its
+    /// first part can be loaded.
     pub fn read(store: &dyn Store, period: Period) -> Result<Shared, ReconcileError> {
-        let (from, to) = (period.from.to_string(), period.to.to_string());
-        let mut plans = Vec::new();
-        for body in store.roster_bodies("plan")? {
-            let plan: TreatmentPlan =
-                serde_json::from_str(&body).map_err(|_| StoreError::Corrupt("stored plan"))?;
-            if plan.valid_from <= period.to && plan.valid_to >= period.from {
-                plans.push(plan);
-            }
-        }
-        // Stable: a patient's plans keep their stored order.
-        plans.sort_by(|a, b| a.insured_id.cmp(&b.insured_id));
-        let mut events = Vec::new();
-        for event in store
-            .alarms_between(&from, &to)?
-            .iter()
-            .filter_map(integrity_event)
-        {
-            // The event's records that are accepted sessions of the period,
-            // and whose patient they are.
-            let mut accepted = 0;
-            let mut patient = None;
-            for id in &event.record_ids {
-                if let Some((row, _)) = store.record(id)?
-                    && row.record_type == "session"
-                    && row.service_date >= from
-                    && row.service_date <= to
-                {
-                    accepted += 1;
-                    patient.get_or_insert(row.insured_id);
-                }
-            }
-            // A gap whose held record has since entered the chain was filled.
-            if event.kind == IntegrityKind::Gap && accepted == event.record_ids.len() {
-                continue;
-            }
-            events.push((event, patient));
-        }
+        let (plans, events) = std::thread::scope(|scope| {
+            let events = scope.spawn(|| integrity_events(store, period));
+            let plans = plans_of_period(store, period);
+            let events = events
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (plans, events)
+        });
         Ok(Shared {
             period,
-            plans,
-            events,
+            plans: plans?,
+            events: events?,
         })
     }
 
@@ -217,6 +192,73 @@ impl Shared {
         ranges.push(PatientRange { from, to: None });
         ranges
     }
+}
+
+/// The plans valid on some day of `period`, sorted by patient (a
+/// patient's plans in their stored order).
+fn plans_of_period(
+    store: &dyn Store,
+    period: Period,
+) -> Result<Vec<TreatmentPlan>, ReconcileError> {
+    let bodies = store.roster_bodies("plan")?;
+    let parse = |bodies: &[String]| -> Result<Vec<TreatmentPlan>, StoreError> {
+        let mut plans = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let plan: TreatmentPlan =
+                serde_json::from_str(body).map_err(|_| StoreError::Corrupt("stored plan"))?;
+            if plan.valid_from <= period.to && plan.valid_to >= period.from {
+                plans.push(plan);
+            }
+        }
+        Ok(plans)
+    };
+    let (first, second) = bodies.split_at(bodies.len() / 2);
+    let (plans, rest) = std::thread::scope(|scope| {
+        let rest = scope.spawn(|| parse(second));
+        let plans = parse(first);
+        let rest = rest.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (plans, rest)
+    });
+    let mut plans = plans?;
+    plans.extend(rest?);
+    // Stable: a patient's plans keep their stored order.
+    plans.sort_by(|a, b| a.insured_id.cmp(&b.insured_id));
+    Ok(plans)
+}
+
+/// The integrity events of `period`, each with the patient of its first
+/// accepted session record of the period (`None`: no such record). A gap
+/// whose held records have all since entered the chain was filled and is
+/// left out.
+fn integrity_events(
+    store: &dyn Store,
+    period: Period,
+) -> Result<Vec<(IntegrityEvent, Option<String>)>, ReconcileError> {
+    let (from, to) = (period.from.to_string(), period.to.to_string());
+    let mut events = Vec::new();
+    for event in store
+        .alarms_between(&from, &to)?
+        .iter()
+        .filter_map(integrity_event)
+    {
+        let mut accepted = 0;
+        let mut patient = None;
+        for id in &event.record_ids {
+            if let Some((row, _)) = store.record(id)?
+                && row.record_type == "session"
+                && row.service_date >= from
+                && row.service_date <= to
+            {
+                accepted += 1;
+                patient.get_or_insert(row.insured_id);
+            }
+        }
+        if event.kind == IntegrityKind::Gap && accepted == event.record_ids.len() {
+            continue;
+        }
+        events.push((event, patient));
+    }
+    Ok(events)
 }
 
 /// Loads one range of patients of a period: their sessions, claims and
@@ -650,7 +692,7 @@ pub fn run_in_parts(
         period.to.to_string()[..7].to_owned(),
     );
     let months: Vec<HospitalMonth> = hospitals.into_values().collect();
-    store.put_hospital_months(&from_month, &to_month, &months)?;
+
     patients.sort_by(|a, b| {
         (&a.figures.month, &a.figures.hospital_code, &a.insured_id).cmp(&(
             &b.figures.month,
@@ -658,8 +700,7 @@ pub fn run_in_parts(
             &b.insured_id,
         ))
     });
-    store.put_patient_months(&from_month, &to_month, &patients)?;
-    store.refresh_finding_totals(&from_month, &to_month)?;
+    store.put_run_figures(&from_month, &to_month, &months, &patients)?;
     store.refresh_statistics()?;
     store_ms += ms(t);
     step("stored");

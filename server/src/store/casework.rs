@@ -261,6 +261,22 @@ pub trait Casework {
         to_month: &str,
         rows: &[PatientMonth],
     ) -> Result<(), StoreError>;
+    /// What a reconciliation run stores last: the months' dashboard
+    /// figures ([`Casework::put_hospital_months`],
+    /// [`Casework::put_patient_months`]) and the findings' totals, recomputed
+    /// from the stored findings ([`Casework::refresh_finding_totals`]). One
+    /// call, so a store can do them side by side.
+    fn put_run_figures(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        hospitals: &[HospitalMonth],
+        patients: &[PatientMonth],
+    ) -> Result<(), StoreError> {
+        self.put_hospital_months(from_month, to_month, hospitals)?;
+        self.put_patient_months(from_month, to_month, patients)?;
+        self.refresh_finding_totals(from_month, to_month)
+    }
     /// A page of patients (summed over the query's months per patient and
     /// hospital; `figures.month` is empty) and how many there are in all.
     fn patient_page(&self, q: &PatientQuery) -> Result<(Vec<PatientMonth>, u64), StoreError>;
@@ -479,20 +495,44 @@ pub(crate) fn totals_query_sql(q: &FindingQuery) -> Option<(String, Vec<String>)
 /// Recomputes `finding_totals` for the months `from..=to` (and undated
 /// findings) from the findings table.
 pub(crate) const REFRESH_TOTALS_SQL: [&str; 3] = [
-    "DELETE FROM finding_totals WHERE month = '' OR (month >= $1 AND month <= $2)",
-    // Findings without a day (per terminal, per hospital) and the period's
-    // days apart: each reads one range of the day index (one condition
-    // with OR made SQLite look every finding's row up by its rowid).
-    "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen)
-     SELECT '', COALESCE(hospital_code, ''), rule_id, severity, status, COUNT(*), SUM(amount_fen)
-       FROM findings WHERE service_date IS NULL
-      GROUP BY 2, 3, 4, 5",
-    "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen)
-     SELECT substr(service_date, 1, 7), COALESCE(hospital_code, ''), rule_id, severity, status,
-            COUNT(*), SUM(amount_fen)
-       FROM findings WHERE service_date >= $1 AND service_date <= $2
-      GROUP BY 1, 2, 3, 4, 5",
+    DELETE_TOTALS_SQL,
+    concat!(
+        "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen) ",
+        totals_select!(undated)
+    ),
+    concat!(
+        "INSERT INTO finding_totals (month, hospital_code, rule_id, severity, status, findings, amount_fen) ",
+        totals_select!(dated)
+    ),
 ];
+
+/// Removes the totals of the months `$1..=$2` and of undated findings.
+pub(crate) const DELETE_TOTALS_SQL: &str =
+    "DELETE FROM finding_totals WHERE month = '' OR (month >= $1 AND month <= $2)";
+
+/// The totals [`REFRESH_TOTALS_SQL`] inserts, as queries: undated
+/// findings, then the days `$1..=$2`. Columns: month, hospital, rule,
+/// severity, status, findings, amount.
+pub(crate) const TOTALS_SELECT_SQL: [&str; 2] = [totals_select!(undated), totals_select!(dated)];
+
+/// The findings' totals as a query. Findings without a day (per terminal,
+/// per hospital) and the period's days apart: each reads one range of the
+/// day index (one condition with OR made SQLite look every finding's row up
+/// by its rowid).
+macro_rules! totals_select {
+    (undated) => {
+        "SELECT '', COALESCE(hospital_code, ''), rule_id, severity, status, COUNT(*), SUM(amount_fen)
+           FROM findings WHERE service_date IS NULL
+          GROUP BY 2, 3, 4, 5"
+    };
+    (dated) => {
+        "SELECT substr(service_date, 1, 7), COALESCE(hospital_code, ''), rule_id, severity, status,
+                COUNT(*), SUM(amount_fen)
+           FROM findings WHERE service_date >= $1 AND service_date <= $2
+          GROUP BY 1, 2, 3, 4, 5"
+    };
+}
+use totals_select;
 
 /// Moves one finding from one status's totals to another's (in the
 /// transition's transaction): `$1` month, `$2` hospital, `$3` rule, `$4`

@@ -1558,12 +1558,16 @@ impl Store for SqliteStore {
     }
 
     fn roster_bodies(&self, kind: &str) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT body FROM roster_items WHERE kind = ?1 ORDER BY hospital_code, item_key",
-        )?;
-        let rows = stmt.query_map(params![kind], |r| r.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        // A national month's plans are hundreds of megabytes: read on a
+        // connection of their own, beside whatever the writer is doing
+        // (a run looks up its integrity events' records meanwhile).
+        self.on_own_connection(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT body FROM roster_items WHERE kind = ?1 ORDER BY hospital_code, item_key",
+            )?;
+            let rows = stmt.query_map(params![kind], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn catch_up_sessions(&self) -> Result<u64, StoreError> {
@@ -1918,6 +1922,103 @@ mod tests {
         assert_eq!(synchronous(&store), 2, "FULL again after a failed write");
         let again = store.upsert_findings(&[row], 2).unwrap();
         assert_eq!((again.new, again.unchanged), (0, 1));
+    }
+
+    /// A run's last step counts the findings' totals on a connection of
+    /// its own beside the patients' figures: the totals it leaves are those
+    /// the plain recount leaves (every status, undated findings, several
+    /// months and hospitals), stale totals of the period are replaced, and
+    /// months outside the period are kept.
+    #[test]
+    fn run_figures_leave_the_totals_a_recount_leaves() {
+        use crate::store::casework::{Casework, HospitalMonth, PatientMonth};
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<FindingRow> = (0..240u32)
+            .map(|i| FindingRow {
+                id: format!("{i:032x}"),
+                rule_id: ["phantom_session", "short_session", "fallback_rate"][i as usize % 3]
+                    .into(),
+                ruleset_version: "1".into(),
+                severity: ["red", "yellow", "green"][i as usize % 3].into(),
+                service_date: match i % 7 {
+                    0 => None,
+                    1 => Some(format!("2026-11-{:02}", 1 + i % 28)),
+                    _ => Some(format!("2026-10-{:02}", 1 + i % 31)),
+                },
+                subject_type: "claim".into(),
+                subject_id: format!("C{i}"),
+                hospital_code: (i % 11 != 0).then(|| format!("H{}", i % 4)),
+                insured_id: Some(format!("P{i}")),
+                claim_ids: vec![format!("C{i}")],
+                record_ids: Vec::new(),
+                amount_fen: 1_000 + u64::from(i) * 37,
+                params: Default::default(),
+                explanation_zh: "无".into(),
+                explanation_en: "none".into(),
+                status: "open".into(),
+                first_seen_ms: 0,
+                last_seen_ms: 0,
+            })
+            .collect();
+        let totals =
+            |store: &SqliteStore| -> Vec<(String, String, String, String, String, i64, i64)> {
+                store
+                .conn()
+                .prepare(
+                    "SELECT month, hospital_code, rule_id, severity, status, findings, amount_fen
+                       FROM finding_totals ORDER BY 1, 2, 3, 4, 5",
+                )
+                .unwrap()
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            };
+        let patient = PatientMonth {
+            patient_ref: "ref".into(),
+            insured_id: "P1".into(),
+            figures: HospitalMonth {
+                month: "2026-10".into(),
+                hospital_code: "H1".into(),
+                attested_sessions: 13,
+                ..HospitalMonth::default()
+            },
+        };
+        let mut stores = Vec::new();
+        for name in ["recount.db", "run.db"] {
+            let store = SqliteStore::open(&dir.path().join(name)).unwrap();
+            store.upsert_findings(&rows, 1).unwrap();
+            let conn = store.conn();
+            conn.execute_batch(
+                "UPDATE findings SET status = 'notified' WHERE CAST(substr(finding_id, 31) AS INTEGER) % 3 = 1;
+                 INSERT INTO finding_totals VALUES ('2026-10', 'H9', 'gone', 'red', 'open', 5, 500);
+                 INSERT INTO finding_totals VALUES ('2026-09', 'H9', 'kept', 'red', 'open', 2, 200);",
+            )
+            .unwrap();
+            drop(conn);
+            stores.push(store);
+        }
+        stores[0]
+            .refresh_finding_totals("2026-10", "2026-11")
+            .unwrap();
+        stores[1]
+            .put_run_figures("2026-10", "2026-11", &[], std::slice::from_ref(&patient))
+            .unwrap();
+        let (recount, run) = (totals(&stores[0]), totals(&stores[1]));
+        assert_eq!(run, recount);
+        assert!(run.iter().any(|t| t.0.is_empty()), "undated findings");
+        assert!(run.iter().any(|t| t.4 == "notified"));
+        assert!(run.iter().all(|t| t.2 != "gone"), "stale totals replaced");
+        assert!(run.iter().any(|t| t.2 == "kept"), "other months kept");
+        let counted: i64 = run.iter().filter(|t| t.2 != "kept").map(|t| t.5).sum();
+        assert_eq!(counted, rows.len() as i64);
+        let fen: i64 = run.iter().filter(|t| t.2 != "kept").map(|t| t.6).sum();
+        assert_eq!(fen as u64, rows.iter().map(|r| r.amount_fen).sum::<u64>());
+        let stored = stores[1].patient_months_of("ref").unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].figures.attested_sessions, 13);
     }
 
     /// A re-run confirms an unchanged finding by the digest stored beside

@@ -5,10 +5,10 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use super::{SqliteStore, finding_from};
 use crate::store::FINDING_COLUMNS;
 use crate::store::casework::{
-    AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
-    MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth, PatientQuery, REFRESH_TOTALS_SQL,
-    RulesetVersion, TerminalBacklog, UserRow, WebSession, finding_query_sql, patient_query_sql,
-    totals_query_sql,
+    AuditEntry, CalendarEntry, Casework, DELETE_TOTALS_SQL, FindingEvent, FindingPage,
+    FindingQuery, HospitalMonth, MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth,
+    PatientQuery, REFRESH_TOTALS_SQL, RulesetVersion, TOTALS_SELECT_SQL, TerminalBacklog, UserRow,
+    WebSession, finding_query_sql, patient_query_sql, totals_query_sql,
 };
 use crate::store::{FindingRow, StoreError};
 use wuding_protocol::ClaimLine;
@@ -312,6 +312,70 @@ impl Casework for SqliteStore {
             tx.execute(REFRESH_TOTALS_SQL[2], params![from, to])?;
             tx.commit()?;
             Ok(())
+        })
+    }
+
+    fn put_run_figures(
+        &self,
+        from_month: &str,
+        to_month: &str,
+        hospitals: &[HospitalMonth],
+        patients: &[PatientMonth],
+    ) -> Result<(), StoreError> {
+        // The findings' totals are counted on a connection of their own
+        // (the findings are committed) while the writer stores the
+        // patients' figures; then the writer replaces the totals. Each half
+        // took most of a second of a national run's last, one-core stretch.
+        let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
+        type Total = (String, String, String, String, String, i64, i64);
+        std::thread::scope(|scope| {
+            let totals = scope.spawn(|| {
+                self.on_own_connection(|conn| {
+                    let mut totals: Vec<Total> = Vec::new();
+                    for (sql, values) in [
+                        (TOTALS_SELECT_SQL[0], vec![]),
+                        (TOTALS_SELECT_SQL[1], vec![&from, &to]),
+                    ] {
+                        let mut stmt = conn.prepare(sql)?;
+                        let rows = stmt.query_map(params_from_iter(values), |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                            ))
+                        })?;
+                        for row in rows {
+                            totals.push(row?);
+                        }
+                    }
+                    Ok(totals)
+                })
+            });
+            self.put_hospital_months(from_month, to_month, hospitals)?;
+            self.put_patient_months(from_month, to_month, patients)?;
+            let totals = totals
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            self.derived_write(|conn| {
+                let tx = conn.transaction()?;
+                tx.execute(DELETE_TOTALS_SQL, params![from_month, to_month])?;
+                {
+                    let mut put = tx.prepare(
+                        "INSERT INTO finding_totals
+                           (month, hospital_code, rule_id, severity, status, findings, amount_fen)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?;
+                    for t in &totals {
+                        put.execute(params![t.0, t.1, t.2, t.3, t.4, t.5, t.6])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
         })
     }
 
