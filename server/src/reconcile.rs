@@ -17,10 +17,11 @@ use std::time::Instant;
 use serde::Serialize;
 use thiserror::Error;
 use wuding_protocol::{ClaimLine, Code, Date, RecordId, TreatmentPlan};
-use wuding_rules::fx::{FxMap, map_with};
+use wuding_rules::fx::{FxMap, FxSet, map_with};
 use wuding_rules::whatif::{self, WhatIfRow};
 use wuding_rules::{
-    AttestedSession, Dataset, Finding, IntegrityEvent, IntegrityKind, Period, RuleId, Ruleset,
+    AttestedSession, Dataset, Finding, IntegrityEvent, IntegrityKind, Numbered, NumberedRow,
+    Period, RuleId, Ruleset,
 };
 
 use crate::store::{
@@ -589,6 +590,7 @@ pub fn run_in_parts(
     let mut patients: Vec<PatientMonth> = Vec::new();
     let mut tallies = wuding_rules::CrossTallies::default();
     let mut store_part = |loaded: &Loaded,
+                          numbered: &Numbered,
                           findings: &[Finding],
                           summary: &mut Summary|
      -> Result<(), ReconcileError> {
@@ -599,8 +601,8 @@ pub fn run_in_parts(
         // The dashboard's figures are counted on another core while the
         // writer stores the findings: neither needs the other.
         let (counts, (months, patient_rows)) = std::thread::scope(|scope| {
-            let figures =
-                scope.spawn(|| month_figures(loaded, findings, &|id| patient_ref(&key, id)));
+            let figures = scope
+                .spawn(|| month_figures(loaded, numbered, findings, &|id| patient_ref(&key, id)));
             let counts = store.upsert_findings(&rows, now_ms);
             let figures = figures
                 .join()
@@ -658,13 +660,13 @@ pub fn run_in_parts(
             summary.plans += loaded.plans.len();
             summary.integrity_events += loaded.integrity.len();
             let new_before = summary.stored.new;
-            store_part(&loaded, &part.findings, &mut summary)?;
+            store_part(&loaded, &part.numbered, &part.findings, &mut summary)?;
             if !indexes.deferred && i + 1 < parts {
                 let expected = (summary.stored.new - new_before) * (parts - i - 1) as u64;
                 indexes.deferred = store.defer_finding_indexes(expected)?;
             }
             tallies.merge(part.tallies);
-            drop((loaded, part.findings));
+            drop((loaded, part.findings, part.numbered));
             store_ms += ms(t);
             step(&format!("part {}/{parts}: stored", i + 1));
             next = loading.map(|l| l.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
@@ -682,7 +684,7 @@ pub fn run_in_parts(
         plans: Vec::new(),
         integrity: Vec::new(),
     };
-    store_part(&nothing, &cross, &mut summary)?;
+    store_part(&nothing, &Numbered::default(), &cross, &mut summary)?;
     if let (true, Some(b)) = (indexes.deferred, &bar) {
         b.set_message("building the findings' indexes");
     }
@@ -765,10 +767,14 @@ fn add_figures(into: &mut HospitalMonth, more: &HospitalMonth) {
 /// side, phantom claims (the `phantom_session` findings) and the findings by
 /// severity. Findings about no patient (terminals, peers) count at the
 /// hospital level only. `patient_ref` names each patient opaquely
-/// ([`patient_ref`]). One pass, keyed by borrowed names; both levels in
-/// (month, hospital[, insured id]) order.
+/// ([`patient_ref`]). Both levels in (month, hospital[, insured id]) order.
+///
+/// Counts the period's sessions and claim lines as the engine numbered
+/// them (`numbered`, from reconciling `loaded`): a row is counted by its
+/// patient's and hospital's numbers, not by hashing its ids again.
 pub fn month_figures(
     loaded: &Loaded,
+    numbered: &Numbered,
     findings: &[Finding],
     patient_ref: &dyn Fn(&str) -> String,
 ) -> (Vec<HospitalMonth>, Vec<PatientMonth>) {
@@ -776,23 +782,23 @@ pub fn month_figures(
     // Counted per patient, hospital and month; the hospital level is the
     // sum of its patients plus the findings about no patient. A patient's
     // rows (nearly always one: one hospital, one month) are chained from
-    // the patient's entry, so a session or claim line hashes one string
-    // in a map of one small entry per patient.
-    let mut patients = PatientSlots::with_capacity(loaded.claims.len() / 8 + 16);
-    for s in &loaded.sessions {
-        let Some(date) = s.service_date() else {
-            continue;
-        };
-        let (h, p) = (s.facts.hospital_code.as_str(), s.facts.insured_id.as_str());
-        let pm = patients.get(p, month_of(date), h);
+    // the patient's number.
+    let (patients_n, hospitals_n) = numbered.counts();
+    let mut patients = PatientSlots::new(patients_n, hospitals_n);
+    for r in numbered.sessions() {
+        let s = &loaded.sessions[r.row];
+        let pm = patients.get(r, || (&s.facts.insured_id, &s.facts.hospital_code));
         pm.attested_patients = 1;
         pm.attested_sessions += 1;
-        pm.fallback_sessions += u64::from(s.is_fallback());
+        pm.fallback_sessions += u64::from(r.fallback);
     }
     // The claim lines phantom findings name (few), each with whether it
-    // is its finding's first line (which carries the finding's money).
+    // is its finding's first line (which carries the finding's money); a
+    // claim line's id is looked up only if its patient has such a finding.
     let mut phantom: FxMap<&str, Vec<(bool, u64)>> = map_with(1024);
+    let mut phantom_patients: FxSet<&str> = FxSet::default();
     for f in findings.iter().filter(|f| f.rule_id == "phantom_session") {
+        phantom_patients.extend(f.insured_id.as_deref());
         for (i, id) in f.claim_ids.iter().enumerate() {
             phantom
                 .entry(id.as_str())
@@ -800,13 +806,25 @@ pub fn month_figures(
                 .push((i == 0, f.amount_fen));
         }
     }
-    for c in &loaded.claims {
-        let (h, p) = (c.hospital_code.as_str(), c.insured_id.as_str());
-        let pm = patients.get(p, month_of(c.service_date), h);
+    // Per patient number: 0 not yet known, 1 named by a phantom finding, 2 not.
+    let mut has_phantom = vec![0u8; patients_n];
+    for r in numbered.claims() {
+        let c = &loaded.claims[r.row];
+        let pm = patients.get(r, || (&c.insured_id, &c.hospital_code));
         pm.claimed_patients = 1;
         pm.claimed_lines += 1;
         pm.claimed_fen = pm.claimed_fen.saturating_add(c.amount_fen);
-        if let Some(named) = phantom.get(c.claim_id.as_str()) {
+        let known = &mut has_phantom[r.patient as usize];
+        if *known == 0 {
+            *known = if phantom_patients.contains(c.insured_id.as_str()) {
+                1
+            } else {
+                2
+            };
+        }
+        if *known == 1
+            && let Some(named) = phantom.get(c.claim_id.as_str())
+        {
             for &(first, amount_fen) in named {
                 pm.phantom_claims += 1;
                 if first {
@@ -816,13 +834,14 @@ pub fn month_figures(
         }
     }
     let mut hospitals: FxMap<(Month, &str), HospitalMonth> = map_with(1024);
+    let mut numbers = patients.numbers();
     for f in findings {
         let (Some(h), Some(d)) = (&f.hospital_code, f.date) else {
             continue;
         };
         let m = month_of(d);
         let e = match &f.insured_id {
-            Some(p) => patients.get(p, m, h),
+            Some(p) => numbers.figures(&mut patients, p, m, h),
             None => hospitals.entry((m, h)).or_default(),
         };
         match f.severity.code() {
@@ -835,7 +854,7 @@ pub fn month_figures(
     for slot in &patients.slots {
         add_figures(
             hospitals
-                .entry((slot.month, slot.hospital.as_str()))
+                .entry((slot.month, patients.hospital_names[slot.hospital as usize]))
                 .or_default(),
             &slot.figures,
         );
@@ -852,16 +871,30 @@ pub fn month_figures(
             f
         })
         .collect();
-    let mut patient_rows: Vec<((Month, Code, &str), HospitalMonth)> = patients
-        .slots
+    let PatientSlots {
+        slots,
+        patient_names,
+        hospital_names,
+        ..
+    } = patients;
+    let mut patient_rows: Vec<((Month, &str, &str), HospitalMonth)> = slots
         .into_iter()
-        .map(|s| ((s.month, s.hospital, s.patient), s.figures))
+        .map(|s| {
+            (
+                (
+                    s.month,
+                    hospital_names[s.hospital as usize],
+                    patient_names[s.patient as usize],
+                ),
+                s.figures,
+            )
+        })
         .collect();
     patient_rows.sort_by(|a, b| a.0.cmp(&b.0));
     let patient_rows = patient_rows
         .into_iter()
         .map(|((m, h, p), mut f)| {
-            f.hospital_code = h.into_string();
+            f.hospital_code = h.to_owned();
             f.month = name(m);
             PatientMonth {
                 patient_ref: patient_ref(p),
@@ -876,51 +909,71 @@ pub fn month_figures(
 /// A month's year and month.
 type Month = (i16, i8);
 
-/// The figures of each (patient, month, hospital) of [`month_figures`]:
-/// one entry per patient, pointing at the first of the patient's rows;
-/// each row points at the patient's next (`u32::MAX`: the last).
+const LAST: u32 = u32::MAX;
+
+/// The figures of each (patient, month, hospital) of [`month_figures`], by
+/// the engine's patient and hospital numbers: each patient's first row,
+/// and each row pointing at the patient's next (`LAST`: the last).
 struct PatientSlots<'a> {
-    /// Keyed by the insured id's text kept in the entry (inline), so a
-    /// lookup compares bytes at hand, not the far row the id was first
-    /// read from.
-    first: FxMap<Code, u32>,
-    slots: Vec<PatientSlot<'a>>,
+    first: Vec<u32>,
+    slots: Vec<PatientSlot>,
+    /// By number, filled from the row that first brings each.
+    patient_names: Vec<&'a str>,
+    hospital_names: Vec<&'a str>,
 }
 
-struct PatientSlot<'a> {
-    patient: &'a str,
+struct PatientSlot {
+    patient: u32,
     month: Month,
-    /// Inline, for the same reason: compared on every lookup.
-    hospital: Code,
+    hospital: u32,
     next: u32,
     figures: HospitalMonth,
 }
 
 impl<'a> PatientSlots<'a> {
-    fn with_capacity(patients: usize) -> Self {
+    fn new(patients: usize, hospitals: usize) -> Self {
         PatientSlots {
-            first: map_with(patients),
+            first: vec![LAST; patients],
             slots: Vec::with_capacity(patients),
+            patient_names: vec![""; patients],
+            hospital_names: vec![""; hospitals],
         }
     }
 
-    /// The figures of `patient` in `month` at `hospital` (zero at first).
-    fn get(&mut self, patient: &'a str, month: Month, hospital: &str) -> &mut HospitalMonth {
-        const LAST: u32 = u32::MAX;
+    /// The figures of `row`'s patient in its month at its hospital (zero at
+    /// first); `names` gives the row's insured id and hospital code, read
+    /// only when a patient or hospital is seen for the first time.
+    fn get(
+        &mut self,
+        row: NumberedRow,
+        names: impl FnOnce() -> (&'a Code, &'a Code),
+    ) -> &mut HospitalMonth {
+        let (p, h) = (row.patient as usize, row.hospital as usize);
+        if self.patient_names[p].is_empty() || self.hospital_names[h].is_empty() {
+            let (patient, hospital) = names();
+            self.patient_names[p] = patient;
+            self.hospital_names[h] = hospital;
+        }
+        self.slot(
+            row.patient,
+            (row.date.year(), row.date.month()),
+            row.hospital,
+        )
+    }
+
+    fn slot(&mut self, patient: u32, month: Month, hospital: u32) -> &mut HospitalMonth {
         let new = self.slots.len() as u32;
-        let mut at = match self.first.get(patient) {
-            Some(&at) => at,
-            None => {
-                self.first.insert(patient.into(), new);
-                new
-            }
-        };
+        let mut at = self.first[patient as usize];
+        if at == LAST {
+            self.first[patient as usize] = new;
+            at = new;
+        }
         loop {
             if at == new {
                 self.slots.push(PatientSlot {
                     patient,
                     month,
-                    hospital: hospital.into(),
+                    hospital,
                     next: LAST,
                     figures: HospitalMonth::default(),
                 });
@@ -936,6 +989,50 @@ impl<'a> PatientSlots<'a> {
             at = slot.next;
         }
         &mut self.slots[at as usize].figures
+    }
+
+    /// The numbers of the patients and hospitals named so far, by name.
+    fn numbers(&self) -> Numbers<'a> {
+        let index = |names: &[&'a str]| -> FxMap<&'a str, u32> {
+            let mut by_name = map_with(names.len());
+            for (i, n) in names.iter().enumerate() {
+                by_name.insert(*n, i as u32);
+            }
+            by_name
+        };
+        Numbers {
+            patients: index(&self.patient_names),
+            hospitals: index(&self.hospital_names),
+        }
+    }
+}
+
+/// Patients and hospitals by name, for the findings, which name them: one
+/// the engine did not number (a finding about a patient without a session
+/// or claim line of the period) gets the next number.
+struct Numbers<'a> {
+    patients: FxMap<&'a str, u32>,
+    hospitals: FxMap<&'a str, u32>,
+}
+
+impl<'a> Numbers<'a> {
+    fn figures<'s>(
+        &mut self,
+        slots: &'s mut PatientSlots<'a>,
+        patient: &'a str,
+        month: Month,
+        hospital: &'a str,
+    ) -> &'s mut HospitalMonth {
+        let p = *self.patients.entry(patient).or_insert_with(|| {
+            slots.first.push(LAST);
+            slots.patient_names.push(patient);
+            (slots.patient_names.len() - 1) as u32
+        });
+        let h = *self.hospitals.entry(hospital).or_insert_with(|| {
+            slots.hospital_names.push(hospital);
+            (slots.hospital_names.len() - 1) as u32
+        });
+        slots.slot(p, month, h)
     }
 }
 
@@ -1212,8 +1309,24 @@ mod tests {
                 c.hospital_code = "H-THIRD".into();
             }
         }
+        // A finding about a patient (and hospital) with no row of the
+        // period: counted at the patient level all the same.
+        let mut findings = findings;
+        let mut lone = findings
+            .iter()
+            .find(|f| f.insured_id.is_some() && f.date.is_some())
+            .unwrap()
+            .clone();
+        lone.insured_id = Some("P-WITHOUT-ROWS".into());
+        lone.hospital_code = Some("H-WITHOUT-ROWS".into());
+        findings.push(lone);
+        // The moved sessions reach into November and December: the
+        // engine numbers the rows of the period it is given.
+        loaded.period = period("2026-10-01", "2026-12-31").unwrap();
+        let part = wuding_rules::reconcile_part(&Ruleset::default_rules(), &loaded.dataset(), 2);
         let want = figures_by_hand(&loaded, &findings);
-        let (hospitals, patients) = month_figures(&loaded, &findings, &|p| format!("ref-{p}"));
+        let (hospitals, patients) =
+            month_figures(&loaded, &part.numbered, &findings, &|p| format!("ref-{p}"));
 
         let got: BTreeMap<(String, String, String), HospitalMonth> = patients
             .iter()
@@ -1279,6 +1392,9 @@ mod tests {
             sum.hospital_code = h.hospital_code.clone();
             assert_eq!(*h, sum);
         }
+        assert!(patients.iter().any(
+            |p| p.insured_id == "P-WITHOUT-ROWS" && p.figures.hospital_code == "H-WITHOUT-ROWS"
+        ));
         let all: u64 = hospitals.iter().map(|h| h.attested_sessions).sum();
         assert_eq!(all as usize, loaded.sessions.len());
     }

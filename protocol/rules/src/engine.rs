@@ -35,6 +35,7 @@ fn kind_index(kind: TreatmentKind) -> usize {
         .unwrap_or(0)
 }
 
+#[derive(Debug, Clone)]
 struct SessView {
     i: usize,
     patient: u32,
@@ -48,6 +49,7 @@ struct SessView {
     fallback: bool,
 }
 
+#[derive(Debug, Clone)]
 struct ClaimView {
     i: usize,
     patient: u32,
@@ -73,6 +75,8 @@ struct Engine<'a> {
     sv: Vec<SessView>,
     cv: Vec<ClaimView>,
     patient_ids: Vec<&'a str>,
+    /// How many hospitals were numbered.
+    hospitals: usize,
     /// For each session view, the claim view it was paired with.
     claim_of_session: Vec<u32>,
     /// Pairs (claim view, session view), sorted by claim.
@@ -161,6 +165,63 @@ pub struct Part {
     /// To be merged over all parts; [`CrossTallies::findings`] then gives
     /// the cross-patient findings.
     pub tallies: CrossTallies,
+    /// The part's sessions and claim lines with the numbers the engine gave
+    /// their patients and hospitals.
+    pub numbered: Numbered,
+}
+
+/// The sessions and claim lines of the period (those the rules looked at)
+/// with the engine's numbers for their patients and hospitals (in order of
+/// first appearance, sessions first): what the server's dashboard counts
+/// by, without hashing every row's ids a second time.
+#[derive(Debug, Clone, Default)]
+pub struct Numbered {
+    sessions: Vec<SessView>,
+    claims: Vec<ClaimView>,
+    patients: usize,
+    hospitals: usize,
+}
+
+/// One session or claim line of [`Numbered`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberedRow {
+    /// Its index in the data set's sessions or claims.
+    pub row: usize,
+    pub patient: u32,
+    pub hospital: u32,
+    /// The service date (a session's local date of check-in).
+    pub date: Date,
+    /// A session attested by supervised fallback (false for claim lines).
+    pub fallback: bool,
+}
+
+impl Numbered {
+    /// How many patients and hospitals were numbered (`0..n`).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.patients, self.hospitals)
+    }
+
+    /// The period's sessions, in data set order.
+    pub fn sessions(&self) -> impl Iterator<Item = NumberedRow> + '_ {
+        self.sessions.iter().map(|s| NumberedRow {
+            row: s.i,
+            patient: s.patient,
+            hospital: s.hospital,
+            date: s.date,
+            fallback: s.fallback,
+        })
+    }
+
+    /// The period's claim lines, in data set order.
+    pub fn claims(&self) -> impl Iterator<Item = NumberedRow> + '_ {
+        self.claims.iter().map(|c| NumberedRow {
+            row: c.i,
+            patient: c.patient,
+            hospital: c.hospital,
+            date: c.date,
+            fallback: false,
+        })
+    }
 }
 
 /// Reconciles one part of a period partitioned by patient. The parts'
@@ -172,9 +233,9 @@ pub struct Part {
 /// loads one share of the patients at a time).
 pub fn reconcile_part(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> Part {
     let parallel = threads > 1;
-    let mut e = Engine::new(ruleset, data, parallel);
-    let mut out = e.join_slots(parallel);
-    let e = &e;
+    let mut engine = Engine::new(ruleset, data, parallel);
+    let mut out = engine.join_slots(parallel);
+    let e = &engine;
     // After the join every phase only reads the engine's state.
     let per_patient = || {
         let mut found = Vec::new();
@@ -214,6 +275,12 @@ pub fn reconcile_part(ruleset: &Ruleset, data: &Dataset<'_>, threads: usize) -> 
     Part {
         findings: out,
         tallies,
+        numbered: Numbered {
+            patients: engine.patient_ids.len(),
+            hospitals: engine.hospitals,
+            sessions: engine.sv,
+            claims: engine.cv,
+        },
     }
 }
 
@@ -476,6 +543,7 @@ impl<'a> Engine<'a> {
             sv,
             cv,
             patient_ids: patients.names,
+            hospitals: hospitals.names.len(),
             claim_of_session: vec![NONE; n_s],
             pairs: Vec::new(),
             above_charge: vec![false; n_c],

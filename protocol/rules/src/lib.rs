@@ -28,7 +28,10 @@ pub use config::{
     BedsideAction, Composite, Condition, ConfigError, DEFAULT_RULES, ParamKind, ParamSpec,
     ParamValue, RuleConfig, RuleId, Ruleset, Scope, Severity,
 };
-pub use engine::{CrossTallies, Part, reconcile, reconcile_on, reconcile_part, sort_findings};
+pub use engine::{
+    CrossTallies, Numbered, NumberedRow, Part, reconcile, reconcile_on, reconcile_part,
+    sort_findings,
+};
 pub use model::{
     AttestedSession, Dataset, Finding, FindingId, IntegrityEvent, IntegrityKind, Period, Presence,
     SessionFacts, Subject, Text, date_from_days, days_from_date, local_date,
