@@ -58,6 +58,15 @@ impl Hasher for Fx {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    /// The raw state, no finaliser. Its low bits (the table's bucket)
+    /// depend only on the low bytes of each word, so ids with a shared
+    /// prefix crowd into few buckets (a province's 50,000 patient ids into
+    /// 320 of 65,536). Measured all the same, interning a province's claim
+    /// lines in stored order (day, then patient): 33 ns a lookup raw
+    /// against 36-39 ns with MurmurHash3's finaliser (55 against 67 ns
+    /// shuffled). The crowded chains are walked a cache line at a time, and
+    /// ids read in sorted order land near each other; spread out, each
+    /// lookup misses the cache (docs/rules.md, "Hashing, tried").
     #[inline]
     fn finish(&self) -> u64 {
         self.0
