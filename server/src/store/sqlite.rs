@@ -685,6 +685,11 @@ pub struct SqliteStore {
     /// next part (of about as many patients) reads into one vector of
     /// about that size from the start ([`Chunked::expecting`]).
     part_rows: [std::sync::atomic::AtomicUsize; 2],
+    /// Set while a run has the findings' indexes dropped (it expects
+    /// mostly new findings): each finding is first offered as an insert
+    /// that does nothing on a known id, and only a known one takes the
+    /// unchanged-or-updated path ([`upsert_findings_on`]).
+    mostly_new: std::sync::atomic::AtomicBool,
 }
 
 /// [`SqliteStore::part_rows`]' slots.
@@ -756,6 +761,7 @@ impl SqliteStore {
             path: None,
             reader: None,
             part_rows: Default::default(),
+            mostly_new: Default::default(),
         })
     }
 
@@ -1712,7 +1718,8 @@ impl Store for SqliteStore {
         rows: &[FindingRow],
         now_ms: i64,
     ) -> Result<UpsertCounts, StoreError> {
-        self.derived_write(|conn| upsert_findings_on(conn, rows, now_ms))
+        let mostly_new = self.mostly_new.load(std::sync::atomic::Ordering::Relaxed);
+        self.derived_write(|conn| upsert_findings_on(conn, rows, now_ms, mostly_new))
     }
     fn defer_finding_indexes(&self, expected_new: u64) -> Result<bool, StoreError> {
         let conn = self.conn();
@@ -1723,9 +1730,13 @@ impl Store for SqliteStore {
         let tx = conn.unchecked_transaction()?;
         FINDING_INDEXES.drop_all(&tx)?;
         tx.commit()?;
+        self.mostly_new
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
     }
     fn build_finding_indexes(&self) -> Result<(), StoreError> {
+        self.mostly_new
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.derived_write(|conn| {
             let tx = conn.transaction()?;
             FINDING_INDEXES.build_missing(&tx)?;
@@ -1754,11 +1765,15 @@ impl Store for SqliteStore {
 
 /// Stores reconciliation findings on `conn` in one transaction: new ones
 /// inserted (status `open`), changed ones updated (their casework status
-/// kept), unchanged ones only marked as seen at `now_ms`.
+/// kept), unchanged ones only marked as seen at `now_ms`. With
+/// `mostly_new` each finding is first inserted if its id is unknown (one
+/// statement instead of two lookups that find nothing and the insert); a
+/// known id goes on as without it.
 fn upsert_findings_on(
     conn: &mut Connection,
     rows: &[FindingRow],
     now_ms: i64,
+    mostly_new: bool,
 ) -> Result<UpsertCounts, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut counts = UpsertCounts::default();
@@ -1787,14 +1802,18 @@ fn upsert_findings_on(
                     AND explanation_zh = ?14 AND explanation_en = ?15
                FROM findings WHERE finding_id = ?1",
         )?;
-        let mut put = tx.prepare_cached(&format!(
-            "INSERT INTO findings ({FINDING_INSERT_COLUMNS}) VALUES
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
-             {FINDING_UPSERT_CONFLICT}"
-        ))?;
+        let insert = |conflict: &str| {
+            format!(
+                "INSERT INTO findings ({FINDING_INSERT_COLUMNS}) VALUES
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'open', ?16, ?16)
+                 {conflict}"
+            )
+        };
+        let mut put = tx.prepare_cached(&insert(FINDING_UPSERT_CONFLICT))?;
+        let mut put_new = tx.prepare_cached(&insert("ON CONFLICT (finding_id) DO NOTHING"))?;
         for f in rows {
             let digest = super::finding_digest(f);
-            if seen_again.execute(params![f.id, now_ms, digest.as_slice()])? == 1 {
+            if !mostly_new && seen_again.execute(params![f.id, now_ms, digest.as_slice()])? == 1 {
                 counts.unchanged += 1;
                 continue;
             }
@@ -1818,6 +1837,17 @@ fn upsert_findings_on(
                 f.explanation_en,
                 now_ms,
             ];
+            if mostly_new {
+                if put_new.execute(data)? == 1 {
+                    touch.execute(params![f.id, now_ms, digest.as_slice()])?;
+                    counts.new += 1;
+                    continue;
+                }
+                if seen_again.execute(params![f.id, now_ms, digest.as_slice()])? == 1 {
+                    counts.unchanged += 1;
+                    continue;
+                }
+            }
             let stored: Option<bool> = same
                 .query_row(&data[..15], |r| r.get::<_, Option<bool>>(0))
                 .optional()?
@@ -2025,11 +2055,9 @@ mod tests {
     /// it; a finding whose data changed is updated whatever digest is
     /// stored, and one stored before digests were kept (none) is compared
     /// column by column once and gets its digest.
-    #[test]
-    fn unchanged_findings_are_confirmed_by_their_digest() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("f.db")).unwrap();
-        let finding = |id: &str, claims: &[&str]| FindingRow {
+    /// A finding about claim lines `claims` (the first its subject).
+    fn finding(id: &str, claims: &[&str]) -> FindingRow {
+        FindingRow {
             id: id.into(),
             rule_id: "phantom_session".into(),
             ruleset_version: "1".into(),
@@ -2048,7 +2076,13 @@ mod tests {
             status: "open".into(),
             first_seen_ms: 0,
             last_seen_ms: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn unchanged_findings_are_confirmed_by_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("f.db")).unwrap();
         let (a, b) = (
             "0123456789abcdef0123456789abcdef",
             "fedcba9876543210fedcba9876543210",
@@ -2106,6 +2140,63 @@ mod tests {
             .unwrap();
         let counts = store.upsert_findings(&first, 6).unwrap();
         assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 1, 1));
+    }
+
+    /// A run that dropped the findings' indexes (it expects mostly new
+    /// findings) offers each finding as an insert first; known findings
+    /// still come out unchanged or updated, their casework status and
+    /// first sighting kept: the two stores end up holding the same rows
+    /// and count the same.
+    #[test]
+    fn a_run_expecting_new_findings_stores_what_any_run_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
+        let first = [finding(&a, &["C1"]), finding(&b, &["C2"])];
+        let second = [
+            finding(&a, &["C1"]),
+            finding(&b, &["C2", "C9"]),
+            finding(&c, &["C3"]),
+        ];
+        let mut stored = Vec::new();
+        for expecting_new in [false, true] {
+            let store = SqliteStore::open(&dir.path().join(format!("{expecting_new}.db"))).unwrap();
+            store.upsert_findings(&first, 1).unwrap();
+            store
+                .conn()
+                .execute(
+                    "UPDATE findings SET status = 'confirmed' WHERE finding_id = ?1",
+                    [&b],
+                )
+                .unwrap();
+            if expecting_new {
+                assert!(store.defer_finding_indexes(1_000).unwrap());
+                assert!(store.mostly_new.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            let counts = store.upsert_findings(&second, 2).unwrap();
+            assert_eq!(
+                (counts.new, counts.updated, counts.unchanged),
+                (1, 1, 1),
+                "expecting new findings: {expecting_new}"
+            );
+            let counts = store.upsert_findings(&second, 3).unwrap();
+            assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 0, 3));
+            store.build_finding_indexes().unwrap();
+            assert!(!store.mostly_new.load(std::sync::atomic::Ordering::Relaxed));
+            stored.push(store.findings(&FindingFilter::default()).unwrap());
+        }
+        assert_eq!(stored[0], stored[1]);
+        let b_read = stored[1].iter().find(|f| f.id == b).unwrap();
+        assert_eq!(
+            (
+                b_read.status.as_str(),
+                b_read.first_seen_ms,
+                b_read.last_seen_ms
+            ),
+            ("confirmed", 1, 3)
+        );
+        assert_eq!(b_read.claim_ids, ["C2", "C9"]);
+        let c_read = stored[1].iter().find(|f| f.id == c).unwrap();
+        assert_eq!((c_read.status.as_str(), c_read.first_seen_ms), ("open", 2));
     }
 
     /// `table`'s indexes with their key columns in order (name,
