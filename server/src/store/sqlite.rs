@@ -2051,10 +2051,6 @@ mod tests {
         assert_eq!(stored[0].figures.attested_sessions, 13);
     }
 
-    /// A re-run confirms an unchanged finding by the digest stored beside
-    /// it; a finding whose data changed is updated whatever digest is
-    /// stored, and one stored before digests were kept (none) is compared
-    /// column by column once and gets its digest.
     /// A finding about claim lines `claims` (the first its subject).
     fn finding(id: &str, claims: &[&str]) -> FindingRow {
         FindingRow {
@@ -2079,6 +2075,10 @@ mod tests {
         }
     }
 
+    /// A re-run confirms an unchanged finding by the digest stored beside
+    /// it; a finding whose data changed is updated whatever digest is
+    /// stored, and one stored before digests were kept (none) is compared
+    /// column by column once and gets its digest.
     #[test]
     fn unchanged_findings_are_confirmed_by_their_digest() {
         let dir = tempfile::tempdir().unwrap();
