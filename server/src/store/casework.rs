@@ -193,6 +193,16 @@ pub struct RulesetVersion {
     pub at_ms: i64,
 }
 
+/// The tables a reconciliation run writes: the ones whose statistics
+/// [`Casework::refresh_statistics`] brings up to date.
+pub(crate) const RUN_TABLES: [&str; 5] = [
+    "findings",
+    "finding_seen",
+    "finding_totals",
+    "hospital_months",
+    "patient_months",
+];
+
 /// What the auditor application needs from storage.
 pub trait Casework {
     /// Adds a user; `Conflict` if the name is taken.
@@ -219,9 +229,10 @@ pub trait Casework {
     /// `from..=to` (`YYYY-MM`) and undated findings. Reconciliation runs
     /// call it after storing findings.
     fn refresh_finding_totals(&self, from_month: &str, to_month: &str) -> Result<(), StoreError>;
-    /// Brings the query planner's statistics up to date after a run has
-    /// rewritten the tables the application reads (a freshly loaded month
-    /// is otherwise planned from empty-table estimates).
+    /// Brings the query planner's statistics of the tables a run writes
+    /// ([`RUN_TABLES`]) up to date after it has rewritten them (a freshly
+    /// loaded month is otherwise planned from empty-table estimates). The
+    /// tables the imports write (records, claims, rosters) are left alone.
     fn refresh_statistics(&self) -> Result<(), StoreError>;
     /// Moves a finding from `event.from_status` to `event.to_status` and
     /// appends the event, in one transaction. `Conflict` if the finding is

@@ -7,8 +7,8 @@ use crate::store::FINDING_COLUMNS;
 use crate::store::casework::{
     AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
     MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth, PatientQuery, REFRESH_TOTALS_SQL,
-    RulesetVersion, TerminalBacklog, UserRow, WebSession, finding_query_sql, patient_query_sql,
-    totals_query_sql,
+    RUN_TABLES, RulesetVersion, TerminalBacklog, UserRow, WebSession, finding_query_sql,
+    patient_query_sql, totals_query_sql,
 };
 use crate::store::{FindingRow, StoreError};
 use wuding_protocol::ClaimLine;
@@ -266,7 +266,7 @@ impl Casework for PgStore {
         // ANALYZE samples a bounded number of rows per table, so this
         // stays cheap however large the tables grow.
         self.client()?
-            .batch_execute("ANALYZE findings, finding_totals, hospital_months, patient_months")?;
+            .batch_execute(&format!("ANALYZE {}", RUN_TABLES.join(", ")))?;
         Ok(())
     }
 
