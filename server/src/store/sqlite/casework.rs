@@ -299,7 +299,7 @@ impl Casework for SqliteStore {
         // statistics or had grown tenfold, which on a first run is the
         // signed records and the claims, and ANALYZE counts every entry of
         // every index even under `analysis_limit` (5.0 of a 24 s national
-        // first run; these five tables: 0.1-0.9 s).
+        // first run; these five tables: 0.16-0.19 s in that run).
         self.conn().execute_batch(&format!(
             "PRAGMA analysis_limit = 1000; {}",
             RUN_TABLES.map(|t| format!("ANALYZE {t};")).join(" ")
