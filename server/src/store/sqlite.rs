@@ -488,6 +488,10 @@ impl SecondaryIndexes {
     /// Builds those that are missing (none when none is). Returns how many
     /// it built.
     pub(crate) fn build_missing(&self, conn: &Connection) -> Result<usize, StoreError> {
+        sorting_on_every_core(conn, || self.build_each_missing(conn))
+    }
+
+    fn build_each_missing(&self, conn: &Connection) -> Result<usize, StoreError> {
         let mut built = 0;
         for (name, columns) in self.indexes {
             let exists: bool = conn.query_row(
@@ -506,6 +510,37 @@ impl SecondaryIndexes {
         Ok(built)
     }
 }
+
+/// Runs `build` (statements that sort: index builds) with a small sorter
+/// budget and SQLite's sorter threads on every core. The sorter sorts in
+/// memory up to the page cache's size before it spills a sorted run to a
+/// temporary file: with the writer's 64 MiB cache each findings index of a
+/// national month (469,070 findings) was one 40-60 MB sort on one core,
+/// its comparisons missing the processor's caches. With a 2 MiB budget it
+/// sorts runs that stay in cache, on worker threads, and merges them
+/// (docs/rules.md, "Index builds"). The connection's cache size and thread
+/// limit are put back however `build` ends.
+fn sorting_on_every_core<T>(
+    conn: &Connection,
+    build: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    let threads: i64 = conn.query_row("PRAGMA threads", [], |r| r.get(0))?;
+    conn.pragma_update(None, "threads", cores as i64)?;
+    conn.pragma_update(None, "cache_size", -SORTER_KIB)?;
+    let out = build();
+    let restored = conn
+        .pragma_update(None, "cache_size", cache)
+        .and_then(|()| conn.pragma_update(None, "threads", threads));
+    let out = out?;
+    restored?;
+    Ok(out)
+}
+
+/// The sorter's budget while building indexes, in KiB
+/// ([`sorting_on_every_core`]; SQLite raises it to 250 pages at least).
+const SORTER_KIB: i64 = 2048;
 
 /// The findings' secondary indexes. A reconciliation run that adds many
 /// findings to a small table drops them for the whole run, over many
@@ -2548,6 +2583,69 @@ mod tests {
                 .len()
                 > claims.len()
         );
+    }
+
+    /// Index builds sort within a small budget on every core and leave the
+    /// connection's cache size and thread limit as they found them, when
+    /// the build succeeds and when it fails; the indexes built order the
+    /// rows as the table does.
+    #[test]
+    fn index_builds_sort_on_every_core_and_restore_the_connection() {
+        const T: SecondaryIndexes = SecondaryIndexes {
+            table: "t",
+            indexes: &[("t_by_b", "b DESC, a"), ("t_by_a", "a")],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.pragma_update(None, "cache_size", -65_536).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (a TEXT NOT NULL, b INTEGER NOT NULL);
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 49999)
+             INSERT INTO t SELECT printf('F-%08d', (i * 7919) % 50000), (i * 31) % 977 FROM n;",
+        )
+        .unwrap();
+        let settings = |conn: &Connection| -> (i64, i64) {
+            (
+                conn.query_row("PRAGMA cache_size", [], |r| r.get(0))
+                    .unwrap(),
+                conn.query_row("PRAGMA threads", [], |r| r.get(0)).unwrap(),
+            )
+        };
+        let before = settings(&conn);
+        assert_eq!(before, (-65_536, 0));
+        let during = sorting_on_every_core(&conn, || Ok(settings(&conn))).unwrap();
+        assert_eq!(during.0, -SORTER_KIB);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        assert!(
+            during.1 >= 1 && during.1 <= cores,
+            "sorter threads {}",
+            during.1
+        );
+        assert_eq!(settings(&conn), before);
+        let failed: Result<(), _> =
+            sorting_on_every_core(&conn, || Err(StoreError::Corrupt("the build failed")));
+        assert!(failed.is_err());
+        assert_eq!(settings(&conn), before, "restored after a failed build");
+
+        assert_eq!(T.build_missing(&conn).unwrap(), 2);
+        assert_eq!(T.build_missing(&conn).unwrap(), 0, "nothing left to build");
+        assert_eq!(settings(&conn), before);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let read = |sql: &str| -> Vec<(String, i64)> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let by_index = read("SELECT a, b FROM t INDEXED BY t_by_b ORDER BY b DESC, a");
+        let mut sorted = read("SELECT a, b FROM t NOT INDEXED");
+        sorted.sort_by(|x, y| y.1.cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+        assert_eq!(by_index.len(), 50_000);
+        assert_eq!(by_index, sorted);
     }
 
     /// A run analyses the tables it writes and leaves the imports' tables
