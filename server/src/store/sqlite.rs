@@ -486,13 +486,10 @@ impl SecondaryIndexes {
     }
 
     /// Builds those that are missing (none when none is). Returns how many
-    /// it built.
+    /// it built. The connection's sorter settings change only when there
+    /// is something to build (a store checks at every open).
     pub(crate) fn build_missing(&self, conn: &Connection) -> Result<usize, StoreError> {
-        sorting_on_every_core(conn, || self.build_each_missing(conn))
-    }
-
-    fn build_each_missing(&self, conn: &Connection) -> Result<usize, StoreError> {
-        let mut built = 0;
+        let mut missing = Vec::new();
         for (name, columns) in self.indexes {
             let exists: bool = conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1)",
@@ -500,14 +497,21 @@ impl SecondaryIndexes {
                 |r| r.get(0),
             )?;
             if !exists {
+                missing.push((name, columns));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        sorting_on_every_core(conn, || {
+            for (name, columns) in &missing {
                 conn.execute_batch(&format!(
                     "CREATE INDEX {name} ON {} ({columns})",
                     self.table
                 ))?;
-                built += 1;
             }
-        }
-        Ok(built)
+            Ok(missing.len())
+        })
     }
 }
 
