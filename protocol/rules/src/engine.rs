@@ -1089,6 +1089,7 @@ impl<'a> Engine<'a> {
         let mut ss: Vec<u32> = Vec::new();
         let mut cs: Vec<u32> = Vec::new();
         let mut events: Vec<Event> = Vec::new();
+        let mut sorted: Vec<Event> = Vec::new();
         let weeks = IsoWeeks::of(&self.data.period);
         for (p, plans) in plans_of.iter().enumerate() {
             ss.clear();
@@ -1141,10 +1142,10 @@ impl<'a> Engine<'a> {
                 self.frequency_day(out, patient, &events);
             }
             if week_on {
-                self.frequency_week(out, patient, &events, plans);
+                self.frequency_week(out, patient, &events, plans, &mut sorted);
             }
             if month_on {
-                self.frequency_month(out, patient, &events);
+                self.frequency_month(out, patient, &events, &mut sorted);
             }
         }
     }
@@ -1212,7 +1213,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn evidence(&self, events: &[&Event]) -> (Vec<String>, Vec<RecordId>, Option<String>) {
+    fn evidence(&self, events: &[Event]) -> (Vec<String>, Vec<RecordId>, Option<String>) {
         let mut claims = Vec::new();
         let mut records = Vec::new();
         let mut hospital = None;
@@ -1234,7 +1235,7 @@ impl<'a> Engine<'a> {
 
     /// Units attested and claimed in a group of events, and the claims'
     /// average amount per unit.
-    fn count(events: &[&Event]) -> (u64, u64, u64) {
+    fn count(events: &[Event]) -> (u64, u64, u64) {
         let attested = events.iter().filter(|e| !e.claim).count() as u64;
         let claimed: u64 = events
             .iter()
@@ -1270,7 +1271,7 @@ impl<'a> Engine<'a> {
             if attested.max(claimed) <= max {
                 continue;
             }
-            let group: Vec<&Event> = dialysis().collect();
+            let group: Vec<Event> = dialysis().copied().collect();
             let (attested, claimed, unit) = Self::count(&group);
             let n = attested.max(claimed);
             let date = group[0].date;
@@ -1305,8 +1306,11 @@ impl<'a> Engine<'a> {
         patient: &str,
         events: &[Event],
         plans: &[&TreatmentPlan],
+        sorted: &mut Vec<Event>,
     ) {
-        for ((year, week, fam), group) in groups_by(events, |e| (e.week.0, e.week.1, e.family)) {
+        for ((year, week, fam), group) in
+            groups_by(events, sorted, |e| (e.week.0, e.week.1, e.family))
+        {
             let first = group[0];
             let limit = plans
                 .iter()
@@ -1322,12 +1326,12 @@ impl<'a> Engine<'a> {
                         .map(|v| v as u64)
                 });
             let Some(limit) = limit else { continue };
-            let (attested, claimed, unit) = Self::count(&group);
+            let (attested, claimed, unit) = Self::count(group);
             let n = attested.max(claimed);
             if n <= limit {
                 continue;
             }
-            let (claims, records, hospital) = self.evidence(&group);
+            let (claims, records, hospital) = self.evidence(group);
             let subject = format!("{patient}|{year}-W{week:02}|{fam}");
             let kind = first.kind;
             self.emit.push(
@@ -1353,10 +1357,16 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn frequency_month(&self, out: &mut Vec<Finding>, patient: &str, events: &[Event]) {
-        for ((year, month, fam), group) in
-            groups_by(events, |e| (e.date.year(), e.date.month(), e.family))
-        {
+    fn frequency_month(
+        &self,
+        out: &mut Vec<Finding>,
+        patient: &str,
+        events: &[Event],
+        sorted: &mut Vec<Event>,
+    ) {
+        for ((year, month, fam), group) in groups_by(events, sorted, |e| {
+            (e.date.year(), e.date.month(), e.family)
+        }) {
             let kind = group[0].kind;
             let Some(max) = self
                 .rs
@@ -1365,12 +1375,12 @@ impl<'a> Engine<'a> {
             else {
                 continue;
             };
-            let (attested, claimed, unit) = Self::count(&group);
+            let (attested, claimed, unit) = Self::count(group);
             let n = attested.max(claimed);
             if n <= max {
                 continue;
             }
-            let (claims, records, hospital) = self.evidence(&group);
+            let (claims, records, hospital) = self.evidence(group);
             let subject = format!("{patient}|{year}-{month:02}|{fam}");
             self.emit.push(
                 out,
@@ -2076,6 +2086,7 @@ fn peer_findings(
     }
 }
 
+#[derive(Clone, Copy)]
 struct Event {
     day: i64,
     date: Date,
@@ -2090,22 +2101,20 @@ struct Event {
 }
 
 /// The events grouped by `key`, groups in key order, each group's events
-/// in their order in `events`.
-fn groups_by<K: Ord + Copy>(
+/// in their order in `events`: sorted into `sorted`, a buffer the caller
+/// keeps from patient to patient (a patient's groups cost no allocation).
+fn groups_by<'s, K: Ord + Copy>(
     events: &[Event],
-    key: impl Fn(&Event) -> K,
-) -> impl Iterator<Item = (K, Vec<&Event>)> {
-    let mut keyed: Vec<(K, &Event)> = events.iter().map(|e| (key(e), e)).collect();
+    sorted: &'s mut Vec<Event>,
+    key: impl Fn(&Event) -> K + Copy,
+) -> impl Iterator<Item = (K, &'s [Event])> {
+    sorted.clear();
+    sorted.extend_from_slice(events);
     // Stable: equal keys keep the events' order.
-    keyed.sort_by_key(|(k, _)| *k);
-    let mut groups: Vec<(K, Vec<&Event>)> = Vec::new();
-    for (k, e) in keyed {
-        match groups.last_mut() {
-            Some((last, group)) if *last == k => group.push(e),
-            _ => groups.push((k, vec![e])),
-        }
-    }
-    groups.into_iter()
+    sorted.sort_by_key(key);
+    sorted
+        .chunk_by(move |a, b| key(a) == key(b))
+        .map(move |group| (key(&group[0]), group))
 }
 
 /// ISO week (year, week) of each day of the period, by day number from

@@ -37,10 +37,42 @@ fn dose_text(d: &Dose) -> String {
     d.to_string()
 }
 
+/// Which of the plan's fixed items the facts depart from, one flag each,
+/// in the order [`breaches_of`] reports them: hospital, department, doctor,
+/// treatment, drug, dose. No text is made.
+fn departures(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> [bool; 6] {
+    [
+        facts.hospital_code != plan.hospital_code,
+        facts.department_code != plan.department_code,
+        !plan.doctor_ids.iter().any(|d| d == facts.doctor_id),
+        !plan.kinds.contains(&facts.kind),
+        match (&plan.drug_code, facts.drug_code) {
+            (Some(fixed), Some(given)) => fixed != given,
+            (None, Some(_)) => true,
+            _ => false,
+        },
+        match (&plan.max_dose, facts.dose) {
+            (Some(max), Some(dose)) => {
+                dose.unit != max.unit || dose.amount_milli > max.amount_milli
+            }
+            _ => false,
+        },
+    ]
+}
+
+/// How many breaches [`breaches_of`] would report.
+fn breach_count(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> u32 {
+    departures(plan, facts).iter().filter(|d| **d).count() as u32
+}
+
 /// Every breach of `plan` by `facts`.
 pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBreach> {
     let mut out = Vec::new();
-    if facts.hospital_code != plan.hospital_code {
+    let [hospital, department, doctor, kind, drug, dose] = departures(plan, facts);
+    if !(hospital || department || doctor || kind || drug || dose) {
+        return out;
+    }
+    if hospital {
         out.push(PlanBreach {
             rule: RuleId::PlanHospital,
             reason: Text {
@@ -55,7 +87,7 @@ pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBr
             },
         });
     }
-    if facts.department_code != plan.department_code {
+    if department {
         out.push(PlanBreach {
             rule: RuleId::PlanDepartment,
             reason: Text {
@@ -70,7 +102,7 @@ pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBr
             },
         });
     }
-    if !plan.doctor_ids.iter().any(|d| d == facts.doctor_id) {
+    if doctor {
         out.push(PlanBreach {
             rule: RuleId::PlanDoctor,
             reason: Text {
@@ -87,7 +119,7 @@ pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBr
             },
         });
     }
-    if !plan.kinds.contains(&facts.kind) {
+    if kind {
         let kinds: Vec<&str> = plan.kinds.iter().map(|k| k.code()).collect();
         out.push(PlanBreach {
             rule: RuleId::PlanKind,
@@ -102,14 +134,14 @@ pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBr
         });
     }
     match (&plan.drug_code, facts.drug_code) {
-        (Some(fixed), Some(given)) if fixed != given => out.push(PlanBreach {
+        (Some(fixed), Some(given)) if drug => out.push(PlanBreach {
             rule: RuleId::PlanDrug,
             reason: Text {
                 zh: format!("定药品为 {fixed}，本次为 {given}"),
                 en: format!("the plan fixes drug {fixed}; this is {given}"),
             },
         }),
-        (None, Some(given)) => out.push(PlanBreach {
+        (None, Some(given)) if drug => out.push(PlanBreach {
             rule: RuleId::PlanDrug,
             reason: Text {
                 zh: format!("计划未定药品，本次给药 {given}"),
@@ -118,9 +150,7 @@ pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBr
         }),
         _ => {}
     }
-    if let (Some(max), Some(dose)) = (&plan.max_dose, facts.dose)
-        && (dose.unit != max.unit || dose.amount_milli > max.amount_milli)
-    {
+    if let (true, Some(max), Some(dose)) = (dose, &plan.max_dose, facts.dose) {
         out.push(PlanBreach {
             rule: RuleId::PlanDose,
             reason: Text {
@@ -161,20 +191,25 @@ pub fn check_against_plans(
     out
 }
 
-/// The plan in force on the facts' date that they breach least, with its
-/// breaches (every rule, enabled or not).
+/// The plan in force on the facts' date that they breach least (the first
+/// of several as good), with its breaches (every rule, enabled or not).
+/// Plans are compared by their count of breaches; only the chosen one's are
+/// written out, and a plan the facts keep to ends the search.
 fn best_plan<'p>(
     plans: &[&'p TreatmentPlan],
     facts: &ServiceFacts<'_>,
 ) -> Option<(&'p TreatmentPlan, Vec<PlanBreach>)> {
-    let mut best: Option<(&TreatmentPlan, Vec<PlanBreach>)> = None;
+    let mut best: Option<(&TreatmentPlan, u32)> = None;
     for plan in plans.iter().filter(|p| p.covers(facts.date)) {
-        let b = breaches_of(plan, facts);
-        if best.as_ref().is_none_or(|(_, cur)| b.len() < cur.len()) {
-            best = Some((plan, b));
+        let n = breach_count(plan, facts);
+        if best.is_none_or(|(_, cur)| n < cur) {
+            best = Some((plan, n));
+        }
+        if n == 0 {
+            break;
         }
     }
-    best
+    best.map(|(plan, _)| (plan, breaches_of(plan, facts)))
 }
 
 /// One line of "the plan against what happened": an item the plan fixes,

@@ -88,3 +88,69 @@ fn no_plan_in_force_gives_no_lines() {
     };
     assert!(plan_lines(&Ruleset::default_rules(), &[&plan], &facts).is_none());
 }
+
+/// With several plans in force, the facts are held against the one they
+/// breach least (the first of equals), whatever else the others fix, and
+/// a plan out of force on the day is not considered.
+#[test]
+fn the_plan_breached_least_is_the_one_reported() {
+    let rules = Ruleset::default_rules();
+    let dose = Dose::parse_text("75mg").unwrap();
+    let facts = ServiceFacts {
+        hospital_code: "H33010200017",
+        department_code: "ONC-DAY",
+        doctor_id: "D0311",
+        kind: TreatmentKind::CHEMO,
+        drug_code: Some("XL01XA01"),
+        dose: Some(&dose),
+        date: Date::constant(2026, 11, 3),
+    };
+    // Two breaches: another hospital and department.
+    let elsewhere = TreatmentPlan {
+        plan_id: "PL-1".into(),
+        hospital_code: "H33010200099".into(),
+        department_code: "ONC-WARD".into(),
+        ..plan()
+    };
+    // One breach: another drug.
+    let other_drug = TreatmentPlan {
+        plan_id: "PL-2".into(),
+        drug_code: Some("XL01BC02".into()),
+        ..plan()
+    };
+    // One breach as well: another doctor.
+    let other_doctor = TreatmentPlan {
+        plan_id: "PL-3".into(),
+        doctor_ids: vec!["D0400".into()],
+        ..plan()
+    };
+    // None, but expired before the day.
+    let expired = TreatmentPlan {
+        plan_id: "PL-0".into(),
+        valid_to: Date::constant(2026, 10, 31),
+        ..plan()
+    };
+    let rules_of = |plans: &[&TreatmentPlan]| -> Vec<RuleId> {
+        check_against_plans(&rules, plans, &facts)
+            .iter()
+            .map(|b| b.rule)
+            .collect()
+    };
+    let used =
+        |plans: &[&TreatmentPlan]| plan_lines(&rules, plans, &facts).unwrap().0.plan_id.clone();
+    let all = [&expired, &elsewhere, &other_drug, &other_doctor];
+    assert_eq!(rules_of(&all), [RuleId::PlanDrug]);
+    assert_eq!(used(&all), "PL-2");
+    let reversed = [&other_doctor, &other_drug, &elsewhere, &expired];
+    assert_eq!(rules_of(&reversed), [RuleId::PlanDoctor]);
+    assert_eq!(used(&reversed), "PL-3");
+    // A plan the facts keep to wins over any before it.
+    let kept = plan();
+    assert!(rules_of(&[&elsewhere, &other_drug, &kept, &other_doctor]).is_empty());
+    assert_eq!(
+        used(&[&elsewhere, &other_drug, &kept, &other_doctor]),
+        "PL-7"
+    );
+    // Only the expired plan: none in force, so chemotherapy has no plan.
+    assert_eq!(rules_of(&[&expired]), [RuleId::NoPlan]);
+}
