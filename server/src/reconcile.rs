@@ -318,27 +318,14 @@ pub fn load(
 
 /// A finding as stored.
 pub fn finding_row(f: &Finding) -> FindingRow {
-    let (subject_type, subject_id) = match serde_json::to_value(&f.subject) {
-        Ok(serde_json::Value::Object(m)) => (
-            m.get("type")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned(),
-            m.get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        _ => (String::new(), String::new()),
-    };
     FindingRow {
         id: f.id.to_string(),
         rule_id: f.rule_id.clone(),
         ruleset_version: f.ruleset_version.clone(),
         severity: f.severity.code().to_owned(),
         service_date: f.date.map(|d| d.to_string()),
-        subject_type,
-        subject_id,
+        subject_type: f.subject.kind().to_owned(),
+        subject_id: f.subject.id().to_owned(),
         hospital_code: f.hospital_code.clone(),
         insured_id: f.insured_id.clone(),
         claim_ids: f.claim_ids.clone(),

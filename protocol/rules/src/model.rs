@@ -317,6 +317,40 @@ pub enum Subject {
     Hospital(String),
 }
 
+impl Subject {
+    /// The subject's type as serialised (`"claim"`, `"patient_day"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Claim(_) => "claim",
+            Subject::Record(_) => "record",
+            Subject::PatientDay(_) => "patient_day",
+            Subject::PatientWeek(_) => "patient_week",
+            Subject::PatientMonth(_) => "patient_month",
+            Subject::Chain(_) => "chain",
+            Subject::Terminal(_) => "terminal",
+            Subject::Nurse(_) => "nurse",
+            Subject::Patient(_) => "patient",
+            Subject::Hospital(_) => "hospital",
+        }
+    }
+
+    /// The subject's id as serialised.
+    pub fn id(&self) -> &str {
+        match self {
+            Subject::Claim(id)
+            | Subject::Record(id)
+            | Subject::PatientDay(id)
+            | Subject::PatientWeek(id)
+            | Subject::PatientMonth(id)
+            | Subject::Chain(id)
+            | Subject::Terminal(id)
+            | Subject::Nurse(id)
+            | Subject::Patient(id)
+            | Subject::Hospital(id) => id,
+        }
+    }
+}
+
 /// One reconciliation finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
@@ -405,6 +439,31 @@ mod tests {
         let ms = 1_793_640_600_000;
         assert_eq!(local_date(ms, 0), Date::new(2026, 11, 2).ok());
         assert_eq!(local_date(ms, 480), Date::new(2026, 11, 3).ok());
+    }
+
+    /// A subject's kind and id are what it serialises as (the stored
+    /// subject type and id, and the API's JSON).
+    #[test]
+    fn subject_kind_and_id_are_its_serialised_form() {
+        let every = [
+            Subject::Claim("C1".into()),
+            Subject::Record("ab12".into()),
+            Subject::PatientDay("P|2026-10-01".into()),
+            Subject::PatientWeek("P|2026-W40|0".into()),
+            Subject::PatientMonth("P|2026-10|0".into()),
+            Subject::Chain("T1#3-9".into()),
+            Subject::Terminal("T1".into()),
+            Subject::Nurse("N1".into()),
+            Subject::Patient("P".into()),
+            Subject::Hospital("H1".into()),
+        ];
+        for s in &every {
+            let json = serde_json::to_value(s).unwrap();
+            assert_eq!(json["type"], s.kind(), "{s:?}");
+            assert_eq!(json["id"], s.id(), "{s:?}");
+        }
+        let kinds: std::collections::BTreeSet<&str> = every.iter().map(Subject::kind).collect();
+        assert_eq!(kinds.len(), every.len());
     }
 
     #[test]
