@@ -118,10 +118,14 @@ pub fn integrity_event(a: &Alarm) -> Option<IntegrityEvent> {
     })
 }
 
-/// Patients per part of a run: about 600,000 session records and as many
-/// claim lines of a dialysis-heavy month, 1 to 1.5 GB in memory at a time.
-/// A period with fewer patients is one part.
-pub const PATIENTS_PER_PART: usize = 50_000;
+/// Patients per part of a run: about 300,000 session records and as many
+/// claim lines of a dialysis-heavy month; memory holds two parts at a time
+/// (about 1.2 GB for a national month, 0.6 GB for a province). Measured
+/// against 50,000 (docs/rules.md, "Allocations in the engine"): the same
+/// national times or better with a quarter less memory, and a province
+/// month in two parts loads one beside storing the other. A period with
+/// fewer patients is one part.
+pub const PATIENTS_PER_PART: usize = 25_000;
 
 /// What every part of a run shares: the period's plans (sorted by patient)
 /// and its integrity events, each with the patient of its first accepted
