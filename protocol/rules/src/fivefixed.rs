@@ -60,18 +60,10 @@ fn departures(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> [bool; 6] {
     ]
 }
 
-/// How many breaches [`breaches_of`] would report.
-fn breach_count(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> u32 {
-    departures(plan, facts).iter().filter(|d| **d).count() as u32
-}
-
 /// Every breach of `plan` by `facts`.
 pub fn breaches_of(plan: &TreatmentPlan, facts: &ServiceFacts<'_>) -> Vec<PlanBreach> {
     let mut out = Vec::new();
     let [hospital, department, doctor, kind, drug, dose] = departures(plan, facts);
-    if !(hospital || department || doctor || kind || drug || dose) {
-        return out;
-    }
     if hospital {
         out.push(PlanBreach {
             rule: RuleId::PlanHospital,
@@ -199,9 +191,9 @@ fn best_plan<'p>(
     plans: &[&'p TreatmentPlan],
     facts: &ServiceFacts<'_>,
 ) -> Option<(&'p TreatmentPlan, Vec<PlanBreach>)> {
-    let mut best: Option<(&TreatmentPlan, u32)> = None;
+    let mut best: Option<(&TreatmentPlan, usize)> = None;
     for plan in plans.iter().filter(|p| p.covers(facts.date)) {
-        let n = breach_count(plan, facts);
+        let n = departures(plan, facts).iter().filter(|d| **d).count();
         if best.is_none_or(|(_, cur)| n < cur) {
             best = Some((plan, n));
         }

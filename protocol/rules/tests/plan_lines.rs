@@ -22,18 +22,27 @@ fn plan() -> TreatmentPlan {
     }
 }
 
+/// A session on 2026-11-03 that keeps to every item [`plan`] fixes, given
+/// `dose`.
+fn on_plan(dose: &Dose) -> ServiceFacts<'_> {
+    ServiceFacts {
+        hospital_code: "H33010200017",
+        department_code: "ONC-DAY",
+        doctor_id: "D0311",
+        kind: TreatmentKind::CHEMO,
+        drug_code: Some("XL01XA01"),
+        dose: Some(dose),
+        date: Date::constant(2026, 11, 3),
+    }
+}
+
 #[test]
 fn each_item_shows_plan_and_fact_and_only_real_breaches_are_marked() {
     let plan = plan();
     let dose = Dose::parse_text("90mg").unwrap();
     let facts = ServiceFacts {
-        hospital_code: "H33010200017",
-        department_code: "ONC-DAY",
         doctor_id: "D0999",
-        kind: TreatmentKind::CHEMO,
-        drug_code: Some("XL01XA01"),
-        dose: Some(&dose),
-        date: Date::constant(2026, 11, 3),
+        ..on_plan(&dose)
     };
     let rules = Ruleset::default_rules();
     let (used, lines) = plan_lines(&rules, &[&plan], &facts).expect("a plan is in force");
@@ -96,15 +105,7 @@ fn no_plan_in_force_gives_no_lines() {
 fn the_plan_breached_least_is_the_one_reported() {
     let rules = Ruleset::default_rules();
     let dose = Dose::parse_text("75mg").unwrap();
-    let facts = ServiceFacts {
-        hospital_code: "H33010200017",
-        department_code: "ONC-DAY",
-        doctor_id: "D0311",
-        kind: TreatmentKind::CHEMO,
-        drug_code: Some("XL01XA01"),
-        dose: Some(&dose),
-        date: Date::constant(2026, 11, 3),
-    };
+    let facts = on_plan(&dose);
     // Two breaches: another hospital and department.
     let elsewhere = TreatmentPlan {
         plan_id: "PL-1".into(),
