@@ -583,3 +583,48 @@ fn roster_files_parse_as_the_server_reads_them() {
         }
     }
 }
+
+/// `wuding-sim generate ... | head -1`: the reader goes away before the
+/// summary is printed. The month is written all the same and the command
+/// ends without an error (it used to panic on the closed pipe).
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("month");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wuding-sim"))
+        .args([
+            "generate",
+            "--patients",
+            "40",
+            "--month",
+            "2026-10",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closing the only read end before anything is written: the summary's
+    // write meets a broken pipe.
+    drop(child.stdout.take());
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{:?}: {}",
+        done.status,
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        done.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let written = read_dir(&out);
+    for f in FILES {
+        assert!(
+            written.get(f).is_some_and(|b| !b.is_empty()),
+            "{f} missing or empty"
+        );
+    }
+}

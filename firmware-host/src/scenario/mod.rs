@@ -683,8 +683,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let generated = started.elapsed();
     scenario.write_to(&args.out)?;
     let total = started.elapsed();
-    println!(
-        "{} hospitals, {} terminals, {} patients, {} plans, {} records, {} claim lines, {} injected frauds -> {}",
+    let mut summary = format!(
+        "{} hospitals, {} terminals, {} patients, {} plans, {} records, {} claim lines, {} injected frauds -> {}\n",
         scenario.hospitals.len(),
         scenario.terminals.len(),
         scenario.roster.len(),
@@ -694,13 +694,19 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         scenario.truth.len(),
         args.out.display()
     );
-    println!(
-        "generated and signed in {:.1} s, written in {:.1} s",
+    summary.push_str(&format!(
+        "generated and signed in {:.1} s, written in {:.1} s\n",
         generated.as_secs_f64(),
         (total - generated).as_secs_f64()
-    );
+    ));
     for (kind, n) in scenario.fraud_counts() {
-        println!("  {kind:<22} {n}");
+        summary.push_str(&format!("  {kind:<22} {n}\n"));
+    }
+    // The files are written by now; a reader that stops early (`| head`)
+    // loses nothing and is not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), summary.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("writing the summary")?,
     }
     Ok(())
 }
