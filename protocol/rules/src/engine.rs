@@ -1087,14 +1087,22 @@ impl<'a> Engine<'a> {
         let month_on = self.rs.active(RuleId::FrequencyMonth).is_some();
         let overlap_on = self.rs.active(RuleId::OverlapPlaces).is_some();
         let mut ss: Vec<u32> = Vec::new();
-        let mut cs: Vec<u32> = Vec::new();
         let mut events: Vec<Event> = Vec::new();
         let mut sorted: Vec<Event> = Vec::new();
         let weeks = IsoWeeks::of(&self.data.period);
         for (p, plans) in plans_of.iter().enumerate() {
             ss.clear();
             ss.extend_from_slice(self.sessions_by.of(p));
-            ss.sort_by_key(|&v| (self.sv[v as usize].start_ms, self.session(v).record_id));
+            // By check-in, then record id: the rows (far from the views in
+            // memory) are read only for the rare sessions checked in at the
+            // same millisecond.
+            ss.sort_by(|&a, &b| {
+                let (start_a, start_b) =
+                    (self.sv[a as usize].start_ms, self.sv[b as usize].start_ms);
+                start_a
+                    .cmp(&start_b)
+                    .then_with(|| self.session(a).record_id.cmp(&self.session(b).record_id))
+            });
             if overlap_on {
                 self.overlaps(out, &ss);
             }
@@ -1117,10 +1125,7 @@ impl<'a> Engine<'a> {
                     idx: v,
                 });
             }
-            cs.clear();
-            cs.extend_from_slice(self.claims_by.of(p));
-            cs.sort_by(|&a, &b| self.claim(a).claim_id.cmp(&self.claim(b).claim_id));
-            for &c in &cs {
+            for &c in self.claims_by.of(p) {
                 let claim = self.claim(c);
                 let view = &self.cv[c as usize];
                 events.push(Event {
@@ -1135,8 +1140,17 @@ impl<'a> Engine<'a> {
                     idx: c,
                 });
             }
-            // Stable: sessions stay in time order, claims in claim-id order.
+            // Stable: sessions stay in time order; a day's claim lines of
+            // one family then go in claim-id order (most days have one, so
+            // the lines' rows are seldom read).
             events.sort_by_key(|e| (e.day, e.family, e.claim));
+            for run in events
+                .chunk_by_mut(|a, b| a.claim && b.claim && (a.day, a.family) == (b.day, b.family))
+            {
+                if run.len() > 1 && run[0].claim {
+                    run.sort_by(|a, b| self.claim(a.idx).claim_id.cmp(&self.claim(b.idx).claim_id));
+                }
+            }
             let patient = self.patient_ids[p];
             if day_on {
                 self.frequency_day(out, patient, &events);
