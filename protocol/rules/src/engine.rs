@@ -1147,7 +1147,8 @@ impl<'a> Engine<'a> {
             for run in events
                 .chunk_by_mut(|a, b| a.claim && b.claim && (a.day, a.family) == (b.day, b.family))
             {
-                if run.len() > 1 && run[0].claim {
+                // Runs of more than one are claim lines only.
+                if run.len() > 1 {
                     run.sort_by(|a, b| self.claim(a.idx).claim_id.cmp(&self.claim(b.idx).claim_id));
                 }
             }
