@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use rusqlite::{
     Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
 };
-use wuding_protocol::{ClaimLine, Code, Date, RecordId};
+use wuding_protocol::{ClaimLine, Date, RecordId};
 use wuding_rules::{AttestedSession, SessionFacts};
 
 mod casework;
@@ -16,7 +16,6 @@ use super::{
     TerminalRow, Tx, UpsertCounts,
 };
 use super::{FINDING_COLUMNS, FINDING_INSERT_COLUMNS, FINDING_UPSERT_CONFLICT};
-use wuding_protocol::types::{Dose, TreatmentKind};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -466,6 +465,30 @@ UPDATE attested_sessions_head SET log_index = -1;
     r#"
 ALTER TABLE finding_seen ADD COLUMN digest BLOB;
 "#,
+    // A claim line's fields other than its key packed into one value
+    // (`store::packed`, `wuding_pack_claim`, registered by `init`): a part
+    // of a run reads four columns a line instead of thirteen. The lines are
+    // converted in key order, so the new table fills front to back.
+    r#"
+CREATE TABLE claims_packed (
+    service_date TEXT NOT NULL,
+    insured_id   TEXT NOT NULL,
+    claim_id     TEXT NOT NULL,
+    line         BLOB NOT NULL,
+    source       TEXT NOT NULL,
+    PRIMARY KEY (service_date, insured_id, claim_id)
+) WITHOUT ROWID;
+INSERT INTO claims_packed
+SELECT service_date, insured_id, claim_id,
+       wuding_pack_claim(hospital_code, department_code, doctor_id, service_code, service_kind,
+                         quantity, amount_fen, drug_code, dose_milli, dose_unit),
+       source
+  FROM claims ORDER BY service_date, insured_id, claim_id;
+DROP TABLE claims;
+ALTER TABLE claims_packed RENAME TO claims;
+CREATE UNIQUE INDEX claims_by_id ON claims (claim_id);
+CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
+"#,
 ];
 
 /// A table's secondary indexes as the migrations leave them (name,
@@ -611,6 +634,40 @@ pub const ATTESTED_SESSIONS_MIGRATION: usize = 8;
 
 /// The migration that packs `attested_sessions`' facts into one value.
 pub const PACKED_SESSIONS_MIGRATION: usize = 14;
+
+/// The migration that packs each claim line's fields into one value.
+pub const PACKED_CLAIMS_MIGRATION: usize = 16;
+
+/// `wuding_pack_claim(hospital_code, department_code, doctor_id,
+/// service_code, service_kind, quantity, amount_fen, drug_code, dose_milli,
+/// dose_unit)`: the claim columns of the layout before
+/// [`PACKED_CLAIMS_MIGRATION`] packed as the store keeps them now, for that
+/// migration.
+fn register_pack_claim(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "wuding_pack_claim",
+        10,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text = |i: usize| ctx.get_raw(i).as_str();
+            let maybe = |i: usize| ctx.get_raw(i).as_str_or_null();
+            Ok(super::packed::pack_claim(&super::packed::ClaimFields {
+                hospital_code: text(0)?,
+                department_code: text(1)?,
+                doctor_id: text(2)?,
+                service_code: text(3)?,
+                service_kind: text(4)?,
+                quantity: ctx.get(5)?,
+                amount_fen: ctx.get(6)?,
+                drug_code: maybe(7)?,
+                dose_milli: ctx.get(8)?,
+                dose_unit: maybe(9)?,
+            }))
+        },
+    )?;
+    Ok(())
+}
 
 /// Writes the facts of an accepted session record, packed.
 fn insert_attested_session(
@@ -787,6 +844,7 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        register_pack_claim(&conn)?;
         let tx = conn.transaction()?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(m)?;
@@ -892,41 +950,31 @@ fn claims_into(
     lines: &mut Chunked<ClaimLine>,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
-                service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit
-         FROM claims {clause}"
+        "SELECT claim_id, insured_id, service_date, line FROM claims {clause}"
     ))?;
     let mut rows = stmt.query(params_from_iter(values.iter()))?;
+    // Lines come a day at a time: the date is parsed when it changes.
+    let mut day: Option<(String, Date)> = None;
     while let Some(r) = rows.next()? {
-        // The date and the kind are parsed from the row's own text, not
-        // from a copy.
         let bad = |_| StoreError::Corrupt("claim column");
         let text = |i: usize| -> Result<&str, StoreError> { r.get_ref(i)?.as_str().map_err(bad) };
-        let dose_milli: Option<i64> = r.get(11)?;
-        let dose_unit: Option<String> = r.get(12)?;
-        lines.push(ClaimLine {
-            claim_id: Code::from(text(0)?),
-            insured_id: Code::from(text(1)?),
-            hospital_code: Code::from(text(2)?),
-            department_code: Code::from(text(3)?),
-            doctor_id: Code::from(text(4)?),
-            service_date: text(5)?
-                .parse()
-                .map_err(|_| StoreError::Corrupt("claim date"))?,
-            service_code: Code::from(text(6)?),
-            service_kind: TreatmentKind::from_code(text(7)?)
-                .ok_or(StoreError::Corrupt("claim kind"))?,
-            quantity: r.get::<_, i64>(8)? as u32,
-            amount_fen: r.get::<_, i64>(9)? as u64,
-            drug_code: match r.get_ref(10)? {
-                rusqlite::types::ValueRef::Null => None,
-                v => Some(Code::from(v.as_str().map_err(bad)?)),
-            },
-            dose: dose_milli.zip(dose_unit).map(|(m, unit)| Dose {
-                amount_milli: m as u64,
-                unit,
-            }),
-        });
+        let date = text(2)?;
+        let date = match &day {
+            Some((text, parsed)) if text == date => *parsed,
+            _ => {
+                let parsed: Date = date
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("claim date"))?;
+                day = Some((date.to_owned(), parsed));
+                parsed
+            }
+        };
+        lines.push(super::packed::unpack_claim(
+            text(0)?,
+            text(1)?,
+            date,
+            r.get_ref(3)?.as_blob().map_err(bad)?,
+        )?);
     }
     Ok(())
 }
@@ -1286,13 +1334,12 @@ fn insert_claims_in(
     lines: &[ClaimLine],
     source: &str,
 ) -> Result<u64, StoreError> {
-    // Multi-row statements (CLAIM_ROWS rows each, 14 parameters a row,
+    // Multi-row statements (CLAIM_ROWS rows each, 5 parameters a row,
     // well under SQLite's 32,766) cut the per-statement cost (64 rows:
     // 300,000 lines/s, 256: 350,000); the rest goes one row at a time.
     const CLAIM_ROWS: usize = 256;
-    const COLUMNS: &str =
-        "claim_id, insured_id, hospital_code, department_code, doctor_id, service_date,
-        service_code, service_kind, quantity, amount_fen, drug_code, dose_milli, dose_unit, source";
+    const PER_ROW: usize = 5;
+    const COLUMNS: &str = "service_date, insured_id, claim_id, line, source";
     fn sql(rows: usize) -> String {
         let mut sql = format!("INSERT INTO claims ({COLUMNS}) VALUES ");
         for r in 0..rows {
@@ -1300,11 +1347,11 @@ fn insert_claims_in(
                 sql.push(',');
             }
             sql.push('(');
-            for c in 0..14 {
+            for c in 0..PER_ROW {
                 if c > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("?{}", r * 14 + c + 1));
+                sql.push_str(&format!("?{}", r * PER_ROW + c + 1));
             }
             sql.push(')');
         }
@@ -1321,21 +1368,15 @@ fn insert_claims_in(
             dates.push(c.service_date.to_string());
         }
         for (r, c) in lines.iter().enumerate() {
-            let b = r * 14;
-            stmt.raw_bind_parameter(b + 1, c.claim_id.as_str())?;
+            let b = r * PER_ROW;
+            stmt.raw_bind_parameter(b + 1, &dates[r])?;
             stmt.raw_bind_parameter(b + 2, c.insured_id.as_str())?;
-            stmt.raw_bind_parameter(b + 3, c.hospital_code.as_str())?;
-            stmt.raw_bind_parameter(b + 4, c.department_code.as_str())?;
-            stmt.raw_bind_parameter(b + 5, c.doctor_id.as_str())?;
-            stmt.raw_bind_parameter(b + 6, &dates[r])?;
-            stmt.raw_bind_parameter(b + 7, c.service_code.as_str())?;
-            stmt.raw_bind_parameter(b + 8, c.service_kind.code())?;
-            stmt.raw_bind_parameter(b + 9, c.quantity)?;
-            stmt.raw_bind_parameter(b + 10, c.amount_fen as i64)?;
-            stmt.raw_bind_parameter(b + 11, c.drug_code.as_deref())?;
-            stmt.raw_bind_parameter(b + 12, c.dose.as_ref().map(|d| d.amount_milli as i64))?;
-            stmt.raw_bind_parameter(b + 13, c.dose.as_ref().map(|d| d.unit.as_str()))?;
-            stmt.raw_bind_parameter(b + 14, source)?;
+            stmt.raw_bind_parameter(b + 3, c.claim_id.as_str())?;
+            stmt.raw_bind_parameter(
+                b + 4,
+                super::packed::pack_claim(&super::packed::ClaimFields::of(c)),
+            )?;
+            stmt.raw_bind_parameter(b + 5, source)?;
         }
         stmt.raw_execute()
     }
@@ -1939,6 +1980,104 @@ mod tests {
         store
     }
 
+    /// Puts the claims table of the store at `path` back in the layout the
+    /// migrations before [`PACKED_CLAIMS_MIGRATION`] left (a column a
+    /// field), with the same lines, as a store made before it would hold
+    /// them.
+    fn claims_back_in_columns(conn: &Connection) {
+        let lines = claims_where_on(conn, "", &[]).unwrap();
+        let columns = MIGRATIONS[..PACKED_CLAIMS_MIGRATION - 1]
+            .iter()
+            .rev()
+            .find(|m| m.contains("CREATE TABLE claims_by_patient_day"))
+            .unwrap();
+        let create = &columns[columns.find("CREATE TABLE claims_by_patient_day").unwrap()..];
+        let create = create[..create.find(") WITHOUT ROWID;").unwrap() + 16]
+            .replace("claims_by_patient_day", "claims");
+        conn.execute_batch(&format!(
+            "DROP TABLE claims; {create}
+             CREATE UNIQUE INDEX claims_by_id ON claims (claim_id);
+             CREATE INDEX claims_by_patient ON claims (insured_id, service_date);"
+        ))
+        .unwrap();
+        for c in &lines {
+            conn.execute(
+                "INSERT INTO claims VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'old.csv')",
+                params![
+                    c.claim_id.as_str(),
+                    c.insured_id.as_str(),
+                    c.hospital_code.as_str(),
+                    c.department_code.as_str(),
+                    c.doctor_id.as_str(),
+                    c.service_date.to_string(),
+                    c.service_code.as_str(),
+                    c.service_kind.code(),
+                    c.quantity,
+                    c.amount_fen as i64,
+                    c.drug_code.as_deref(),
+                    c.dose.as_ref().map(|d| d.amount_milli as i64),
+                    c.dose.as_ref().map(|d| d.unit.as_str()),
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    /// A store whose claim lines were kept a column a field reads the same
+    /// lines, in the same order, once the migration has packed them, and a
+    /// patient's calendar shows them as before.
+    #[test]
+    fn claim_lines_kept_in_columns_come_back_packed() {
+        use crate::store::casework::Casework;
+        assert!(MIGRATIONS[PACKED_CLAIMS_MIGRATION - 1].contains("line         BLOB"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let (lines, patient, calendar) = {
+            let store = month_store(dir.path(), 30, 5);
+            let lines = store.claims_between("2026-10-01", "2026-10-31").unwrap();
+            let patient = lines
+                .iter()
+                .find(|c| c.dose.is_some() && c.drug_code.is_some())
+                .expect("a drug line with its dose")
+                .insured_id
+                .to_string();
+            let calendar = store
+                .patient_calendar(&patient, "2026-10-01", "2026-10-31")
+                .unwrap();
+            (lines, patient, calendar)
+        };
+        assert!(lines.len() > 200, "{} lines", lines.len());
+        assert!(calendar.iter().any(|e| e.source == "claimed"));
+        assert!(calendar.iter().any(|e| e.source == "attested"));
+        {
+            let conn = Connection::open(&path).unwrap();
+            claims_back_in_columns(&conn);
+            conn.pragma_update(None, "user_version", (PACKED_CLAIMS_MIGRATION - 1) as i64)
+                .unwrap();
+            let packed: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('claims') WHERE name = 'line'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(packed, 0, "the lines are in columns");
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.claims_between("2026-10-01", "2026-10-31").unwrap(),
+            lines
+        );
+        assert_eq!(
+            store
+                .patient_calendar(&patient, "2026-10-01", "2026-10-31")
+                .unwrap(),
+            calendar
+        );
+        // The same line imported again is still the one stored.
+        assert_eq!(store.insert_claims(&lines[..5], "again.csv").unwrap(), 0);
+    }
+
     /// Derived data is written with synchronous=NORMAL, but the writer goes
     /// back to FULL after every such write, failed or not, so the next
     /// signed record's receipt still means it is on disk.
@@ -2488,6 +2627,7 @@ mod tests {
                  ALTER TABLE finding_seen DROP COLUMN digest;"
             ))
             .unwrap();
+            claims_back_in_columns(&conn);
             conn.pragma_update(None, "user_version", (PACKED_SESSIONS_MIGRATION - 1) as i64)
                 .unwrap();
             let head: i64 = conn
@@ -2865,6 +3005,7 @@ mod tests {
                  DROP TABLE attested_sessions_head",
             )
             .unwrap();
+            claims_back_in_columns(&conn);
             conn.pragma_update(None, "user_version", ATTESTED_SESSIONS_MIGRATION as i64)
                 .unwrap();
         }

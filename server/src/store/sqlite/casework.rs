@@ -672,27 +672,40 @@ impl Casework for SqliteStore {
         from: &str,
         to: &str,
     ) -> Result<Vec<CalendarEntry>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT service_date, 'attested', COALESCE(kind, ''), hospital_code, lower(hex(record_id)), NULL
-               FROM records WHERE insured_id = ?1 AND record_type = 'session'
-                AND service_date BETWEEN ?2 AND ?3
-             UNION ALL
-             SELECT service_date, 'claimed', service_kind, hospital_code, claim_id, amount_fen
-               FROM claims WHERE insured_id = ?1 AND service_date BETWEEN ?2 AND ?3
-             ORDER BY 1, 2, 5",
+        let mut entries: Vec<CalendarEntry> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare_cached(
+                "SELECT service_date, COALESCE(kind, ''), hospital_code, lower(hex(record_id))
+                   FROM records WHERE insured_id = ?1 AND record_type = 'session'
+                    AND service_date BETWEEN ?2 AND ?3",
+            )?;
+            let rows = stmt.query_map(params![insured_id, from, to], |r| {
+                Ok(CalendarEntry {
+                    date: r.get(0)?,
+                    source: "attested".into(),
+                    kind: r.get(1)?,
+                    hospital_code: r.get(2)?,
+                    id: r.get(3)?,
+                    amount_fen: None,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        // A claim line's fields are packed (`store::packed`): read as lines.
+        let lines = self.claims_where(
+            "WHERE insured_id = ?1 AND service_date BETWEEN ?2 AND ?3",
+            &[insured_id, from, to],
         )?;
-        let rows = stmt.query_map(params![insured_id, from, to], |r| {
-            Ok(CalendarEntry {
-                date: r.get(0)?,
-                source: r.get(1)?,
-                kind: r.get(2)?,
-                hospital_code: r.get(3)?,
-                id: r.get(4)?,
-                amount_fen: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        entries.extend(lines.into_iter().map(|c| CalendarEntry {
+            date: c.service_date.to_string(),
+            source: "claimed".into(),
+            kind: c.service_kind.code().to_owned(),
+            hospital_code: c.hospital_code.to_string(),
+            id: c.claim_id.to_string(),
+            amount_fen: Some(c.amount_fen),
+        }));
+        entries.sort_by(|a, b| (&a.date, &a.source, &a.id).cmp(&(&b.date, &b.source, &b.id)));
+        Ok(entries)
     }
 
     fn put_ruleset(&self, v: &RulesetVersion) -> Result<(), StoreError> {
