@@ -1527,12 +1527,16 @@ impl Store for SqliteStore {
 
     fn record(&self, id: &RecordId) -> Result<Option<(RecordRow, u64)>, StoreError> {
         let conn = self.conn();
+        // Cached: a run looks up every record its integrity events name
+        // (tens of thousands for a national month), and preparing the
+        // statement each time cost more than the lookup.
         let found = conn
-            .query_row(
-                &format!("SELECT {RECORD_COLUMNS}, log_index FROM records WHERE record_id = ?1"),
-                params![id.0.as_slice()],
-                |r| Ok((record_from(r)?, r.get::<_, i64>(13)?)),
-            )
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS}, log_index FROM records WHERE record_id = ?1"
+            ))?
+            .query_row(params![id.0.as_slice()], |r| {
+                Ok((record_from(r)?, r.get::<_, i64>(13)?))
+            })
             .optional()?;
         found
             .map(|(row, i)| Ok((finish_record(row)?, i as u64)))
