@@ -25,8 +25,8 @@ use wuding_rules::{
 };
 
 use crate::store::{
-    Alarm, FindingFilter, FindingRow, HospitalMonth, PatientMonth, PatientRange, Store, StoreError,
-    UpsertCounts,
+    Alarm, FindingFilter, FindingRow, HospitalMonth, PatientMonth, PatientRange, SeenFinding,
+    Store, StoreError, UpsertCounts, digest_of_finding,
 };
 
 #[derive(Debug, Error)]
@@ -533,6 +533,12 @@ pub fn run_in_parts(
     let (mut load_ms, mut reconcile_ms, mut store_ms) = (0u64, 0u64, 0u64);
     let ms = |t: Instant| t.elapsed().as_millis() as u64;
     let t = Instant::now();
+    // The run's timeline, for whoever measures it
+    // (`RUST_LOG=wuding_server::reconcile=debug`): steps and times only.
+    let started = t;
+    let mark = |what: &str| {
+        tracing::debug!(at_ms = started.elapsed().as_millis() as u64, "{what}");
+    };
     // Session facts not yet caught up with the log (after an import, or
     // every record after a migration that changed their layout: a national
     // month's millions take a minute or more) are written first, in sight.
@@ -551,6 +557,7 @@ pub fn run_in_parts(
     let shared = Shared::read(store, period)?;
     let ranges = shared.ranges(per_part);
     load_ms += ms(t);
+    mark("plans and integrity events read");
     let bar = progress_bar(progress, ranges.len() as u64 * 3 + 1);
     let parts = ranges.len();
     let step = |what: &str| {
@@ -583,18 +590,20 @@ pub fn run_in_parts(
     let mut store_part = |loaded: &Loaded,
                           numbered: &Numbered,
                           findings: &[Finding],
-                          summary: &mut Summary|
+                          summary: &mut Summary,
+                          confirm: bool|
      -> Result<(), ReconcileError> {
-        // In id order the upsert walks the findings' index front to back
-        // (its pages stay in cache) instead of jumping about it.
-        let mut rows: Vec<FindingRow> = findings.iter().map(finding_row).collect();
-        rows.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         // The dashboard's figures are counted on another core while the
         // writer stores the findings: neither needs the other.
         let (counts, (months, patient_rows)) = std::thread::scope(|scope| {
-            let figures = scope
-                .spawn(|| month_figures(loaded, numbered, findings, &|id| patient_ref(&key, id)));
-            let counts = store.upsert_findings(&rows, now_ms);
+            let figures = scope.spawn(|| {
+                let figures =
+                    month_figures(loaded, numbered, findings, &|id| patient_ref(&key, id));
+                mark("figures counted");
+                figures
+            });
+            let counts = store_findings(store, findings, now_ms, confirm);
+            mark("findings stored");
             let figures = figures
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -624,6 +633,7 @@ pub fn run_in_parts(
         let mut part_step = |what: &str| step(&format!("part {}/{parts}: loaded {what}", i + 1));
         let t = Instant::now();
         let loaded = load_part(store, &shared, &ranges[i], i == 0, &mut part_step)?;
+        mark(&format!("part {} loaded", i + 1));
         Ok((loaded, ms(t)))
     };
     // A run that will add many findings to a small table stores them
@@ -643,6 +653,7 @@ pub fn run_in_parts(
             let t = Instant::now();
             let part = wuding_rules::reconcile_part(rules, &loaded.dataset(), threads);
             reconcile_ms += ms(t);
+            mark(&format!("part {} reconciled", i + 1));
             let load = &load;
             let loading = (i + 1 < parts).then(|| scope.spawn(move || load(i + 1)));
             let t = Instant::now();
@@ -651,7 +662,13 @@ pub fn run_in_parts(
             summary.plans += loaded.plans.len();
             summary.integrity_events += loaded.integrity.len();
             let new_before = summary.stored.new;
-            store_part(&loaded, &part.numbered, &part.findings, &mut summary)?;
+            store_part(
+                &loaded,
+                &part.numbered,
+                &part.findings,
+                &mut summary,
+                !indexes.deferred,
+            )?;
             if !indexes.deferred && i + 1 < parts {
                 let expected = (summary.stored.new - new_before) * (parts - i - 1) as u64;
                 indexes.deferred = store.defer_finding_indexes(expected)?;
@@ -659,6 +676,7 @@ pub fn run_in_parts(
             tallies.merge(part.tallies);
             drop((loaded, part.findings, part.numbered));
             store_ms += ms(t);
+            mark(&format!("part {} stored", i + 1));
             step(&format!("part {}/{parts}: stored", i + 1));
             next = loading.map(|l| l.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         }
@@ -675,11 +693,18 @@ pub fn run_in_parts(
         plans: Vec::new(),
         integrity: Vec::new(),
     };
-    store_part(&nothing, &Numbered::default(), &cross, &mut summary)?;
+    store_part(
+        &nothing,
+        &Numbered::default(),
+        &cross,
+        &mut summary,
+        !indexes.deferred,
+    )?;
     if let (true, Some(b)) = (indexes.deferred, &bar) {
         b.set_message("building the findings' indexes");
     }
     indexes.build()?;
+    mark("cross-patient findings stored");
     let (from_month, to_month) = (
         period.from.to_string()[..7].to_owned(),
         period.to.to_string()[..7].to_owned(),
@@ -694,6 +719,7 @@ pub fn run_in_parts(
         ))
     });
     store.put_run_figures(&from_month, &to_month, &months, &patients)?;
+    mark("run figures stored");
     // The planner's statistics move when the findings do: a run that
     // found a tenth or more of its findings new or changed refreshes them
     // (a first run, and each day's run early in a month); one that found
@@ -712,6 +738,51 @@ pub fn run_in_parts(
     summary.reconcile_ms = reconcile_ms;
     summary.store_ms = store_ms;
     Ok(summary)
+}
+
+/// Stores a part's findings in the order the store keeps their sightings
+/// (patient, then id: the writer walks that table front to back and the
+/// part's commit writes only its share of it). With `confirm` (a run that
+/// expects most findings stored already) each is first offered by its
+/// digest: those the store confirms unchanged are marked as seen and no
+/// row is made of them; the rest (new, changed) are upserted as rows.
+fn store_findings(
+    store: &dyn Store,
+    findings: &[Finding],
+    now_ms: i64,
+    confirm: bool,
+) -> Result<UpsertCounts, StoreError> {
+    fn patient(f: &Finding) -> &str {
+        f.insured_id.as_deref().unwrap_or("")
+    }
+    let mut order: Vec<&Finding> = findings.iter().collect();
+    order.sort_unstable_by(|a, b| (patient(a), a.id.0).cmp(&(patient(b), b.id.0)));
+    let mut counts = UpsertCounts::default();
+    if confirm {
+        let seen: Vec<SeenFinding<'_>> = order
+            .iter()
+            .map(|f| SeenFinding {
+                id: f.id.to_string(),
+                insured_id: patient(f),
+                digest: digest_of_finding(f),
+            })
+            .collect();
+        let confirmed = store.confirm_unchanged(&seen, now_ms)?;
+        if confirmed.len() != seen.len() {
+            return Err(StoreError::Corrupt("an answer for each finding confirmed"));
+        }
+        let mut confirmed = confirmed.into_iter();
+        order.retain(|_| !confirmed.next().unwrap_or(false));
+        counts.unchanged = (seen.len() - order.len()) as u64;
+    }
+    if !order.is_empty() {
+        let rows: Vec<FindingRow> = order.into_iter().map(finding_row).collect();
+        let stored = store.upsert_findings(&rows, now_ms)?;
+        counts.new += stored.new;
+        counts.updated += stored.updated;
+        counts.unchanged += stored.unchanged;
+    }
+    Ok(counts)
 }
 
 /// The findings' indexes a run has deferred
@@ -1276,22 +1347,66 @@ mod tests {
         by
     }
 
+    /// A generated October of `patients` patients, stored with the import
+    /// commands' code and loaded as a run loads it.
+    fn generated_october(patients: u32, seed: u64) -> Loaded {
+        use wuding_firmware_host::scenario::{ScenarioConfig, generate};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ScenarioConfig::new(patients, 2026, 10);
+        cfg.seed = seed;
+        generate(&cfg).write_to(dir.path()).unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let log = crate::ingest::Log::new(wuding_protocol::TerminalSigner::from_seed(&[3; 32]));
+        crate::month::load_dir(&store, &log, dir.path(), &|| 1_800_000_000_000).unwrap();
+        let october = period("2026-10-01", "2026-10-31").unwrap();
+        load(&store, october, &mut |_| {}).unwrap()
+    }
+
+    /// A finding's digest taken from the engine's finding is the digest
+    /// of the row stored for it, for every rule's findings of a generated
+    /// month and for findings without a date, patient or hospital: a run
+    /// confirms unchanged findings by the one and stores the other.
+    #[test]
+    fn a_finding_digested_without_its_row_has_its_row_digest() {
+        let loaded = generated_october(60, 5);
+        let mut findings = wuding_rules::reconcile(&Ruleset::default_rules(), &loaded.dataset());
+        let rules: std::collections::BTreeSet<&str> =
+            findings.iter().map(|f| f.rule_id.as_str()).collect();
+        assert!(rules.len() >= 8, "{rules:?}");
+        assert!(
+            findings
+                .iter()
+                .any(|f| !f.record_ids.is_empty() && f.params.len() > 1)
+        );
+        let mut bare = findings[0].clone();
+        bare.date = None;
+        bare.insured_id = None;
+        bare.hospital_code = None;
+        bare.claim_ids.clear();
+        bare.params.clear();
+        findings.push(bare);
+        for f in &findings {
+            assert_eq!(
+                digest_of_finding(f),
+                crate::store::finding_digest(&finding_row(f)),
+                "{} {}",
+                f.rule_id,
+                f.id
+            );
+        }
+        // Any field's change changes it.
+        let mut changed = findings[0].clone();
+        changed.amount_fen += 1;
+        assert_ne!(digest_of_finding(&changed), digest_of_finding(&findings[0]));
+    }
+
     /// Patients seen at several hospitals and in two months get a row for
     /// each (month, hospital), with the same counts as counting by hand;
     /// each hospital's row is the sum of its patients' and its findings
     /// about no patient.
     #[test]
     fn month_figures_count_each_patient_at_each_hospital_and_month() {
-        use wuding_firmware_host::scenario::{ScenarioConfig, generate};
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ScenarioConfig::new(60, 2026, 10);
-        cfg.seed = 11;
-        generate(&cfg).write_to(dir.path()).unwrap();
-        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let log = crate::ingest::Log::new(wuding_protocol::TerminalSigner::from_seed(&[3; 32]));
-        crate::month::load_dir(&store, &log, dir.path(), &|| 1_800_000_000_000).unwrap();
-        let october = period("2026-10-01", "2026-10-31").unwrap();
-        let mut loaded = load(&store, october, &mut |_| {}).unwrap();
+        let mut loaded = generated_october(60, 11);
         let findings = wuding_rules::reconcile(&Ruleset::default_rules(), &loaded.dataset());
         // Every third session at another hospital; every fifth a month
         // later; every fourth claim line at a third hospital.

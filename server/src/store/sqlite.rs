@@ -489,6 +489,30 @@ ALTER TABLE claims_packed RENAME TO claims;
 CREATE UNIQUE INDEX claims_by_id ON claims (claim_id);
 CREATE INDEX claims_by_patient ON claims (insured_id, service_date);
 "#,
+    // When each finding was last produced, kept in the order a run works:
+    // by patient (a run goes through the patients a range at a time),
+    // then finding id ('' for findings about no patient). Keyed by the id
+    // alone, the seen rows of one part of a run were spread over every
+    // page of the table, and each part's commit wrote the whole table to
+    // the log again (sixteen times a national month); now a part rewrites
+    // its own share. Looked up by id through `finding_seen_by_id`, which a
+    // run's updates leave alone.
+    r#"
+CREATE TABLE finding_seen_by_patient (
+    insured_id   TEXT NOT NULL,
+    finding_id   TEXT NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    digest       BLOB,
+    PRIMARY KEY (insured_id, finding_id)
+) WITHOUT ROWID;
+INSERT INTO finding_seen_by_patient
+SELECT COALESCE(f.insured_id, ''), s.finding_id, s.last_seen_ms, s.digest
+  FROM finding_seen s LEFT JOIN findings f ON f.finding_id = s.finding_id
+ ORDER BY 1, 2;
+DROP TABLE finding_seen;
+ALTER TABLE finding_seen_by_patient RENAME TO finding_seen;
+CREATE UNIQUE INDEX finding_seen_by_id ON finding_seen (finding_id);
+"#,
 ];
 
 /// A table's secondary indexes as the migrations leave them (name,
@@ -637,6 +661,9 @@ pub const PACKED_SESSIONS_MIGRATION: usize = 14;
 
 /// The migration that packs each claim line's fields into one value.
 pub const PACKED_CLAIMS_MIGRATION: usize = 16;
+
+/// The migration that keys `finding_seen` by patient, then finding id.
+pub const SEEN_BY_PATIENT_MIGRATION: usize = 17;
 
 /// `wuding_pack_claim(hospital_code, department_code, doctor_id,
 /// service_code, service_kind, quantity, amount_fen, drug_code, dose_milli,
@@ -1805,6 +1832,30 @@ impl Store for SqliteStore {
         let mostly_new = self.mostly_new.load(std::sync::atomic::Ordering::Relaxed);
         self.derived_write(|conn| upsert_findings_on(conn, rows, now_ms, mostly_new))
     }
+    fn confirm_unchanged(
+        &self,
+        seen: &[super::SeenFinding<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.derived_write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut confirmed = Vec::with_capacity(seen.len());
+            {
+                let mut seen_again = tx.prepare_cached(SEEN_AGAIN_SQL)?;
+                for f in seen {
+                    let n = seen_again.execute(params![
+                        f.id,
+                        now_ms,
+                        f.digest.as_slice(),
+                        f.insured_id
+                    ])?;
+                    confirmed.push(n == 1);
+                }
+            }
+            tx.commit()?;
+            Ok(confirmed)
+        })
+    }
     fn defer_finding_indexes(&self, expected_new: u64) -> Result<bool, StoreError> {
         let conn = self.conn();
         let stored: i64 = conn.query_row("SELECT count(*) FROM findings", [], |r| r.get(0))?;
@@ -1847,6 +1898,11 @@ impl Store for SqliteStore {
     }
 }
 
+/// Marks a finding (`?1` id, `?4` patient or '') seen at `?2` if its
+/// stored digest is `?3`: one keyed update of its narrow row.
+const SEEN_AGAIN_SQL: &str = "UPDATE finding_seen SET last_seen_ms = ?2
+     WHERE insured_id = ?4 AND finding_id = ?1 AND digest = ?3";
+
 /// Stores reconciliation findings on `conn` in one transaction: new ones
 /// inserted (status `open`), changed ones updated (their casework status
 /// kept), unchanged ones only marked as seen at `now_ms`. With
@@ -1865,16 +1921,15 @@ fn upsert_findings_on(
         let mut get = tx.prepare_cached(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
         ))?;
+        // The seen row is keyed by patient and id; one whose patient
+        // changed replaces the row under the old patient (REPLACE removes
+        // the row holding the same id, `finding_seen_by_id`).
         let mut touch = tx.prepare_cached(
-            "INSERT INTO finding_seen (finding_id, last_seen_ms, digest) VALUES (?1, ?2, ?3)
-             ON CONFLICT (finding_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
-                                                    digest = excluded.digest",
+            "INSERT OR REPLACE INTO finding_seen (insured_id, finding_id, last_seen_ms, digest)
+             VALUES (?4, ?1, ?2, ?3)",
         )?;
-        // A finding whose data has the stored digest is unchanged: one
-        // keyed update of its narrow row, nothing else.
-        let mut seen_again = tx.prepare_cached(
-            "UPDATE finding_seen SET last_seen_ms = ?2 WHERE finding_id = ?1 AND digest = ?3",
-        )?;
+        // A finding whose data has the stored digest is unchanged.
+        let mut seen_again = tx.prepare_cached(SEEN_AGAIN_SQL)?;
         // Most findings of a re-run are unchanged: one lookup compares the
         // stored data without reading the row out, and finds no row for a
         // new finding (so a first run looks each up once, not twice).
@@ -1897,7 +1952,9 @@ fn upsert_findings_on(
         let mut put_new = tx.prepare_cached(&insert("ON CONFLICT (finding_id) DO NOTHING"))?;
         for f in rows {
             let digest = super::finding_digest(f);
-            if !mostly_new && seen_again.execute(params![f.id, now_ms, digest.as_slice()])? == 1 {
+            let patient = f.insured_id.as_deref().unwrap_or("");
+            let seen = params![f.id, now_ms, digest.as_slice(), patient];
+            if !mostly_new && seen_again.execute(seen)? == 1 {
                 counts.unchanged += 1;
                 continue;
             }
@@ -1923,11 +1980,11 @@ fn upsert_findings_on(
             ];
             if mostly_new {
                 if put_new.execute(data)? == 1 {
-                    touch.execute(params![f.id, now_ms, digest.as_slice()])?;
+                    touch.execute(seen)?;
                     counts.new += 1;
                     continue;
                 }
-                if seen_again.execute(params![f.id, now_ms, digest.as_slice()])? == 1 {
+                if seen_again.execute(seen)? == 1 {
                     counts.unchanged += 1;
                     continue;
                 }
@@ -1939,7 +1996,7 @@ fn upsert_findings_on(
             match stored {
                 None => counts.new += 1,
                 Some(true) => {
-                    touch.execute(params![f.id, now_ms, digest.as_slice()])?;
+                    touch.execute(seen)?;
                     counts.unchanged += 1;
                     continue;
                 }
@@ -1951,7 +2008,7 @@ fn upsert_findings_on(
                         .optional()?
                         .transpose()?;
                     if old.is_some_and(|old| super::same_finding(&old, f)) {
-                        touch.execute(params![f.id, now_ms, digest.as_slice()])?;
+                        touch.execute(seen)?;
                         counts.unchanged += 1;
                         continue;
                     }
@@ -1959,7 +2016,7 @@ fn upsert_findings_on(
                 }
             }
             put.execute(data)?;
-            touch.execute(params![f.id, now_ms, digest.as_slice()])?;
+            touch.execute(seen)?;
         }
     }
     tx.commit()?;
@@ -2322,6 +2379,32 @@ mod tests {
             .unwrap();
         let counts = store.upsert_findings(&first, 6).unwrap();
         assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 1, 1));
+
+        // A finding that comes back about another patient (a corrected
+        // claim line) is updated, and its one seen row moves to that
+        // patient; a finding about no patient is kept under ''.
+        let mut moved = first.clone();
+        moved[0].insured_id = Some("P2".into());
+        moved[1].insured_id = None;
+        let counts = store.upsert_findings(&moved, 7).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 2, 0));
+        let seen: Vec<(String, String, i64)> = store
+            .conn()
+            .prepare("SELECT insured_id, finding_id, last_seen_ms FROM finding_seen")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            seen,
+            [("".into(), b.into(), 7), ("P2".into(), a.into(), 7)],
+            "one row per finding, in patient order"
+        );
+        let counts = store.upsert_findings(&moved, 8).unwrap();
+        assert_eq!((counts.new, counts.updated, counts.unchanged), (0, 0, 2));
+        let read = store.findings(&FindingFilter::default()).unwrap();
+        assert!(read.iter().all(|f| f.last_seen_ms == 8));
     }
 
     /// A run that dropped the findings' indexes (it expects mostly new
@@ -2657,6 +2740,80 @@ mod tests {
             )
             .unwrap();
         assert_eq!(columns, 4);
+    }
+
+    /// A store whose seen rows were keyed by finding id alone keeps every
+    /// finding's last sighting and digest once they are keyed by patient:
+    /// a run again finds every finding unchanged and moves each sighting.
+    #[test]
+    fn seen_rows_keyed_by_id_come_back_keyed_by_patient() {
+        assert!(
+            MIGRATIONS[SEEN_BY_PATIENT_MIGRATION - 1]
+                .contains("PRIMARY KEY (insured_id, finding_id)")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let rules = crate::reconcile::load_rules(None).unwrap();
+        let period = crate::reconcile::period("2026-10-01", "2026-10-31").unwrap();
+        let seen_rows = |conn: &Connection| -> Vec<(String, i64, Vec<u8>)> {
+            conn.prepare("SELECT finding_id, last_seen_ms, digest FROM finding_seen ORDER BY 1")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let (findings, before) = {
+            let store = month_store(dir.path(), 40, 13);
+            let (summary, _) = crate::reconcile::run(&store, &rules, period, 1_000, false).unwrap();
+            assert!(summary.stored.new > 20, "{} findings", summary.stored.new);
+            let before = seen_rows(&store.conn());
+            (summary.stored.new, before)
+        };
+        assert_eq!(before.len() as u64, findings);
+        {
+            // The table as the migrations before this one left it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE seen_by_id (
+                     finding_id   TEXT PRIMARY KEY,
+                     last_seen_ms INTEGER NOT NULL,
+                     digest BLOB
+                 ) WITHOUT ROWID;
+                 INSERT INTO seen_by_id SELECT finding_id, last_seen_ms, digest FROM finding_seen;
+                 DROP TABLE finding_seen;
+                 ALTER TABLE seen_by_id RENAME TO finding_seen;",
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", (SEEN_BY_PATIENT_MIGRATION - 1) as i64)
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(seen_rows(&store.conn()), before);
+        let keyed: i64 = store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM finding_seen s JOIN findings f USING (finding_id)
+                  WHERE s.insured_id = COALESCE(f.insured_id, '')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            keyed as u64, findings,
+            "each row under its finding's patient"
+        );
+        let (again, _) = crate::reconcile::run(&store, &rules, period, 2_000, false).unwrap();
+        assert_eq!(
+            (
+                again.stored.new,
+                again.stored.updated,
+                again.stored.unchanged
+            ),
+            (0, 0, findings)
+        );
+        let after = seen_rows(&store.conn());
+        assert!(after.iter().all(|(_, seen, _)| *seen == 2_000));
     }
 
     /// A range of patients reads exactly its patients' sessions and claim
