@@ -118,14 +118,15 @@ pub fn integrity_event(a: &Alarm) -> Option<IntegrityEvent> {
     })
 }
 
-/// Patients per part of a run: about 300,000 session records and as many
+/// Patients per part of a run: about 150,000 session records and as many
 /// claim lines of a dialysis-heavy month; memory holds two parts at a time
-/// (about 1.2 GB for a national month, 0.6 GB for a province). Measured
-/// against 50,000 (docs/rules.md, "Allocations in the engine"): the same
-/// national times or better with a quarter less memory, and a province
-/// month in two parts loads one beside storing the other. A period with
-/// fewer patients is one part.
-pub const PATIENTS_PER_PART: usize = 25_000;
+/// (about 0.9 GB for a national month, 0.45 GB for a province). Measured
+/// against 25,000 and 8,000 once a part's commit wrote only its own
+/// findings' sightings (docs/rules.md, "Sightings by patient"): a national
+/// re-run 0.5 s shorter with a quarter less memory (fewer fresh pages to
+/// zero), a province 0.75-0.8 s against 0.85-1.1 s. A period with fewer
+/// patients is one part.
+pub const PATIENTS_PER_PART: usize = 12_500;
 
 /// What every part of a run shares: the period's plans (sorted by patient)
 /// and its integrity events, each with the patient of its first accepted
