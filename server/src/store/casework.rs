@@ -521,11 +521,6 @@ pub(crate) const REFRESH_TOTALS_SQL: [&str; 3] = [
 pub(crate) const DELETE_TOTALS_SQL: &str =
     "DELETE FROM finding_totals WHERE month = '' OR (month >= $1 AND month <= $2)";
 
-/// The totals [`REFRESH_TOTALS_SQL`] inserts, as queries: undated
-/// findings, then the days `$1..=$2`. Columns: month, hospital, rule,
-/// severity, status, findings, amount.
-pub(crate) const TOTALS_SELECT_SQL: [&str; 2] = [totals_select!(undated), totals_select!(dated)];
-
 /// The findings' totals as a query. Findings without a day (per terminal,
 /// per hospital) and the period's days apart: each reads one range of the
 /// day index (one condition with OR made SQLite look every finding's row up

@@ -2269,13 +2269,17 @@ mod tests {
             drop(conn);
             stores.push(store);
         }
-        stores[0]
-            .refresh_finding_totals("2026-10", "2026-11")
-            .unwrap();
-        stores[1]
-            .put_run_figures("2026-10", "2026-11", &[], std::slice::from_ref(&patient))
-            .unwrap();
-        let (recount, run) = (totals(&stores[0]), totals(&stores[1]));
+        // The plain recount on one store, a run's last step on the other.
+        let recount_and_run = || {
+            stores[0]
+                .refresh_finding_totals("2026-10", "2026-11")
+                .unwrap();
+            stores[1]
+                .put_run_figures("2026-10", "2026-11", &[], std::slice::from_ref(&patient))
+                .unwrap();
+            (totals(&stores[0]), totals(&stores[1]))
+        };
+        let (recount, run) = recount_and_run();
         assert_eq!(run, recount);
         assert!(run.iter().any(|t| t.0.is_empty()), "undated findings");
         assert!(run.iter().any(|t| t.4 == "notified"));
@@ -2288,6 +2292,29 @@ mod tests {
         let stored = stores[1].patient_months_of("ref").unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].figures.attested_sessions, 13);
+
+        // The next run: some findings moved on (status), one group's money
+        // changed, every finding of one hospital and month is gone (their
+        // totals are deleted), one finding about a new hospital arrived;
+        // then a run that changes nothing. Each leaves what a recount does.
+        for store in &stores {
+            store
+                .conn()
+                .execute_batch(
+                    "UPDATE findings SET status = 'closed' WHERE CAST(substr(finding_id, 31) AS INTEGER) % 5 = 2;
+                     UPDATE findings SET amount_fen = amount_fen + 1 WHERE rule_id = 'short_session';
+                     DELETE FROM findings WHERE hospital_code = 'H2' AND service_date LIKE '2026-11-%';
+                     UPDATE findings SET hospital_code = 'H-NEW' WHERE finding_id = (SELECT MIN(finding_id) FROM findings);",
+                )
+                .unwrap();
+        }
+        for round in 0..2 {
+            let (recount, run) = recount_and_run();
+            assert_eq!(run, recount, "round {round}");
+            assert!(run.iter().any(|t| t.4 == "closed"));
+            assert!(run.iter().any(|t| t.1 == "H-NEW"));
+            assert!(!run.iter().any(|t| t.1 == "H2" && t.0 == "2026-11"));
+        }
     }
 
     /// A finding about claim lines `claims` (the first its subject).

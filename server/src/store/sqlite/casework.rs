@@ -5,13 +5,14 @@ use rusqlite::{OptionalExtension, params, params_from_iter};
 use super::{SqliteStore, finding_from};
 use crate::store::FINDING_COLUMNS;
 use crate::store::casework::{
-    AuditEntry, CalendarEntry, Casework, DELETE_TOTALS_SQL, FindingEvent, FindingPage,
-    FindingQuery, HospitalMonth, MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth,
-    PatientQuery, REFRESH_TOTALS_SQL, RUN_TABLES, RulesetVersion, TOTALS_SELECT_SQL,
-    TerminalBacklog, UserRow, WebSession, finding_query_sql, patient_query_sql, totals_query_sql,
+    AuditEntry, CalendarEntry, Casework, FindingEvent, FindingPage, FindingQuery, HospitalMonth,
+    MOVE_TOTALS_SQL, PATIENT_MONTH_COLUMNS, PatientMonth, PatientQuery, REFRESH_TOTALS_SQL,
+    RUN_TABLES, RulesetVersion, TerminalBacklog, UserRow, WebSession, finding_query_sql,
+    patient_query_sql, totals_query_sql,
 };
 use crate::store::{FindingRow, StoreError};
 use wuding_protocol::ClaimLine;
+use wuding_rules::fx::{FxMap, map_with};
 
 const USER_COLUMNS: &str = "username, display_name, role, hospital_code, password_hash, failed_logins, \
      locked_until_ms, created_at_ms";
@@ -111,6 +112,128 @@ fn patient_month_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatientMonth> {
         insured_id: r.get(1)?,
         figures: month_at(r, 2)?,
     })
+}
+
+/// The findings' totals of the findings dated `from..=to` and of the
+/// undated ones, keyed by [`totals_key`]: (count, money). What
+/// `REFRESH_TOTALS_SQL` inserts, counted here from the entries of the day
+/// index (`findings_by_day_figures`, which holds every column needed)
+/// instead of SQLite's grouping, which sorted every finding through a
+/// temporary b-tree (0.37 s for a national month's 469,000 findings).
+fn count_totals(
+    conn: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+) -> Result<FxMap<String, (i64, i64)>, StoreError> {
+    let mut totals: FxMap<String, (i64, i64)> = map_with(1024);
+    let mut key = String::new();
+    for (clause, values) in [
+        ("service_date IS NULL", vec![]),
+        ("service_date >= ?1 AND service_date <= ?2", vec![from, to]),
+    ] {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT service_date, hospital_code, rule_id, severity, status, amount_fen
+               FROM findings INDEXED BY findings_by_day_figures WHERE {clause}"
+        ))?;
+        let mut rows = stmt.query(params_from_iter(values))?;
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> Result<&str, StoreError> {
+                let value = r.get_ref(i)?.as_str_or_null();
+                Ok(value
+                    .map_err(|_| StoreError::Corrupt("a finding's text"))?
+                    .unwrap_or(""))
+            };
+            let date = text(0)?;
+            let month = date.get(..7).unwrap_or(date);
+            totals_key(&mut key, [month, text(1)?, text(2)?, text(3)?, text(4)?]);
+            let fen: i64 = r.get(5)?;
+            match totals.get_mut(key.as_str()) {
+                Some(t) => {
+                    t.0 += 1;
+                    t.1 += fen;
+                }
+                None => {
+                    totals.insert(key.clone(), (1, fen));
+                }
+            }
+        }
+    }
+    Ok(totals)
+}
+
+/// Writes `totals` ([`count_totals`]) as the finding totals of the months
+/// `from_month..=to_month` and of the undated findings: a stored total
+/// that is the same is left alone, one that changed rewritten, one no
+/// longer counted deleted (a run again over the same findings writes
+/// nothing).
+fn put_totals(
+    tx: &rusqlite::Transaction<'_>,
+    from_month: &str,
+    to_month: &str,
+    mut totals: FxMap<String, (i64, i64)>,
+) -> Result<(), StoreError> {
+    let mut gone: Vec<String> = Vec::new();
+    {
+        let mut stored = tx.prepare(
+            "SELECT month, hospital_code, rule_id, severity, status, findings, amount_fen
+               FROM finding_totals WHERE month = '' OR (month >= ?1 AND month <= ?2)",
+        )?;
+        let mut rows = stored.query(params![from_month, to_month])?;
+        let mut key = String::new();
+        while let Some(r) = rows.next()? {
+            let text = |i: usize| -> Result<&str, StoreError> {
+                let value = r.get_ref(i)?.as_str();
+                value.map_err(|_| StoreError::Corrupt("a finding total's text"))
+            };
+            totals_key(&mut key, [text(0)?, text(1)?, text(2)?, text(3)?, text(4)?]);
+            let was: (i64, i64) = (r.get(5)?, r.get(6)?);
+            match totals.get(key.as_str()) {
+                Some(now) if *now == was => {
+                    totals.remove(key.as_str());
+                }
+                Some(_) => {}
+                None => gone.push(key.clone()),
+            }
+        }
+    }
+    let parts = |key: &str| -> Result<[String; 5], StoreError> {
+        let parts: Vec<String> = key.split('\0').map(str::to_owned).collect();
+        parts
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("a finding total's key"))
+    };
+    let mut delete = tx.prepare(
+        "DELETE FROM finding_totals
+          WHERE month = ?1 AND hospital_code = ?2 AND rule_id = ?3 AND severity = ?4
+            AND status = ?5",
+    )?;
+    for key in gone {
+        delete.execute(params_from_iter(parts(&key)?))?;
+    }
+    let mut put = tx.prepare(
+        "INSERT INTO finding_totals
+           (month, hospital_code, rule_id, severity, status, findings, amount_fen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (month, hospital_code, rule_id, severity, status)
+         DO UPDATE SET findings = excluded.findings, amount_fen = excluded.amount_fen",
+    )?;
+    for (key, (findings, fen)) in totals {
+        let [m, h, r, s, st] = parts(&key)?;
+        put.execute(params![m, h, r, s, st, findings, fen])?;
+    }
+    Ok(())
+}
+
+/// A finding total's key (month, hospital, rule, severity, status) as one
+/// text, into `out`: codes hold no NUL.
+fn totals_key(out: &mut String, parts: [&str; 5]) {
+    out.clear();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('\0');
+        }
+        out.push_str(p);
+    }
 }
 
 impl Casework for SqliteStore {
@@ -329,37 +452,13 @@ impl Casework for SqliteStore {
     ) -> Result<(), StoreError> {
         // The findings' totals are counted on a connection of their own
         // (the findings are committed) while the writer stores the
-        // patients' figures; then the writer replaces the totals. Each half
-        // took most of a second of a national run's last, one-core stretch.
+        // patients' figures; then the writer writes the totals that
+        // changed. Each half took most of a second of a national run's
+        // last, one-core stretch.
         let (from, to) = (format!("{from_month}-01"), format!("{to_month}-31"));
-        type Total = (String, String, String, String, String, i64, i64);
         std::thread::scope(|scope| {
-            let totals = scope.spawn(|| {
-                self.on_own_connection(|conn| {
-                    let mut totals: Vec<Total> = Vec::new();
-                    for (sql, values) in [
-                        (TOTALS_SELECT_SQL[0], vec![]),
-                        (TOTALS_SELECT_SQL[1], vec![&from, &to]),
-                    ] {
-                        let mut stmt = conn.prepare(sql)?;
-                        let rows = stmt.query_map(params_from_iter(values), |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                            ))
-                        })?;
-                        for row in rows {
-                            totals.push(row?);
-                        }
-                    }
-                    Ok(totals)
-                })
-            });
+            let totals =
+                scope.spawn(|| self.on_own_connection(|conn| count_totals(conn, &from, &to)));
             self.put_hospital_months(from_month, to_month, hospitals)?;
             self.put_patient_months(from_month, to_month, patients)?;
             let totals = totals
@@ -367,17 +466,7 @@ impl Casework for SqliteStore {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
             self.derived_write(|conn| {
                 let tx = conn.transaction()?;
-                tx.execute(DELETE_TOTALS_SQL, params![from_month, to_month])?;
-                {
-                    let mut put = tx.prepare(
-                        "INSERT INTO finding_totals
-                           (month, hospital_code, rule_id, severity, status, findings, amount_fen)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?;
-                    for t in &totals {
-                        put.execute(params![t.0, t.1, t.2, t.3, t.4, t.5, t.6])?;
-                    }
-                }
+                put_totals(&tx, from_month, to_month, totals)?;
                 tx.commit()?;
                 Ok(())
             })
