@@ -221,8 +221,9 @@ pub trait Store: Casework + Send + Sync {
     /// whose data has the digest given ([`digest_of_finding`]); for each,
     /// whether it was (false: new, changed, or stored without a digest:
     /// [`Store::upsert_findings`] then takes it). A re-run of a period
-    /// confirms most of its findings so, without making their rows. By
-    /// default nothing is confirmed.
+    /// confirms most of its findings so, without making their rows. Given
+    /// in key order ([`SeenFinding::key`]) a store may mark runs of them
+    /// at once. By default nothing is confirmed.
     fn confirm_unchanged(
         &self,
         seen: &[SeenFinding<'_>],
@@ -511,6 +512,13 @@ pub struct SeenFinding<'a> {
     pub insured_id: &'a str,
     /// [`digest_of_finding`].
     pub digest: [u8; 16],
+}
+
+impl SeenFinding<'_> {
+    /// The order a store keeps sightings in: patient, then id.
+    pub fn key(&self) -> (&str, &str) {
+        (self.insured_id, &self.id)
+    }
 }
 
 /// A stored finding's columns, in [`FindingRow`] order, as the backends
