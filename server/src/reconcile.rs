@@ -769,7 +769,7 @@ pub fn run_in_parts(
 }
 
 /// Stores a part's findings in the order the store keeps their sightings
-/// (patient, then id: the writer walks that table front to back and the
+/// (month, patient, then id: the writer walks that table front to back and the
 /// part's commit writes only its share of it). With `confirm` (a run that
 /// expects most findings stored already) each is first offered by its
 /// digest: those the store confirms unchanged are marked as seen and no
@@ -784,8 +784,12 @@ fn store_findings(
     fn patient(f: &Finding) -> &str {
         f.insured_id.as_deref().unwrap_or("")
     }
+    // `None` (undated) first, then months in `YYYY-MM` order.
+    let month = |f: &Finding| f.date.map(|d| (d.year(), d.month()));
     let mut order: Vec<&Finding> = findings.iter().collect();
-    order.sort_unstable_by(|a, b| (patient(a), a.id.0).cmp(&(patient(b), b.id.0)));
+    order.sort_unstable_by(|a, b| {
+        (month(a), patient(a), a.id.0).cmp(&(month(b), patient(b), b.id.0))
+    });
     let mut counts = UpsertCounts::default();
     if confirm {
         let seen: Vec<SeenFinding<'_>> = order
@@ -793,6 +797,7 @@ fn store_findings(
             .map(|f| SeenFinding {
                 id: f.id.to_string(),
                 insured_id: patient(f),
+                month: month(f).map_or_else(String::new, |(y, m)| format!("{y:04}-{m:02}")),
                 digest: digest_of_finding(f),
             })
             .collect();

@@ -510,14 +510,16 @@ pub struct SeenFinding<'a> {
     pub id: String,
     /// The patient it is about ('' for none).
     pub insured_id: &'a str,
+    /// Its service date's month, `YYYY-MM` ('' for none).
+    pub month: String,
     /// [`digest_of_finding`].
     pub digest: [u8; 16],
 }
 
 impl SeenFinding<'_> {
-    /// The order a store keeps sightings in: patient, then id.
-    pub fn key(&self) -> (&str, &str) {
-        (self.insured_id, &self.id)
+    /// The order a store keeps sightings in: month, patient, then id.
+    pub fn key(&self) -> (&str, &str, &str) {
+        (&self.month, self.insured_id, &self.id)
     }
 }
 

@@ -513,6 +513,28 @@ DROP TABLE finding_seen;
 ALTER TABLE finding_seen_by_patient RENAME TO finding_seen;
 CREATE UNIQUE INDEX finding_seen_by_id ON finding_seen (finding_id);
 "#,
+    // The sightings keyed by the finding's month first ('' for undated):
+    // a store keeps many months, and a run over one reads and marks one
+    // contiguous share of its month; keyed by patient first, each
+    // patient's findings of every other month lay between them.
+    r#"
+CREATE TABLE finding_seen_by_month (
+    month        TEXT NOT NULL,
+    insured_id   TEXT NOT NULL,
+    finding_id   TEXT NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    digest       BLOB,
+    PRIMARY KEY (month, insured_id, finding_id)
+) WITHOUT ROWID;
+INSERT INTO finding_seen_by_month
+SELECT COALESCE(substr(f.service_date, 1, 7), ''), s.insured_id, s.finding_id, s.last_seen_ms,
+       s.digest
+  FROM finding_seen s LEFT JOIN findings f ON f.finding_id = s.finding_id
+ ORDER BY 1, 2, 3;
+DROP TABLE finding_seen;
+ALTER TABLE finding_seen_by_month RENAME TO finding_seen;
+CREATE UNIQUE INDEX finding_seen_by_id ON finding_seen (finding_id);
+"#,
 ];
 
 /// A table's secondary indexes as the migrations leave them (name,
@@ -664,6 +686,9 @@ pub const PACKED_CLAIMS_MIGRATION: usize = 16;
 
 /// The migration that keys `finding_seen` by patient, then finding id.
 pub const SEEN_BY_PATIENT_MIGRATION: usize = 17;
+
+/// The migration that puts the finding's month before the patient.
+pub const SEEN_BY_MONTH_MIGRATION: usize = 18;
 
 /// `wuding_pack_claim(hospital_code, department_code, doctor_id,
 /// service_code, service_kind, quantity, amount_fen, drug_code, dose_milli,
@@ -1850,7 +1875,8 @@ impl Store for SqliteStore {
                         f.id,
                         now_ms,
                         f.digest.as_slice(),
-                        f.insured_id
+                        f.insured_id,
+                        f.month
                     ])?;
                     confirmed.push(n == 1);
                 }
@@ -1902,14 +1928,14 @@ impl Store for SqliteStore {
     }
 }
 
-/// Marks a finding (`?1` id, `?4` patient or '') seen at `?2` if its
+/// Marks a finding (`?1` id, `?4` patient or '', `?5` month or '') seen at `?2` if its
 /// stored digest is `?3`: one keyed update of its narrow row.
 const SEEN_AGAIN_SQL: &str = "UPDATE finding_seen SET last_seen_ms = ?2
-     WHERE insured_id = ?4 AND finding_id = ?1 AND digest = ?3";
+     WHERE month = ?5 AND insured_id = ?4 AND finding_id = ?1 AND digest = ?3";
 
-/// [`Store::confirm_unchanged`] for findings in key order (patient, id):
-/// the stored sightings between the first and the last are read in one
-/// pass beside the list, and each run of consecutive stored rows that
+/// [`Store::confirm_unchanged`] for findings in key order (month,
+/// patient, id), a month at a time: the month's stored sightings between
+/// its first and last listed finding are read in one pass beside the list, and each run of consecutive stored rows that
 /// are all confirmed (listed, same digest) is marked seen by one ranged
 /// update. A run of a period again confirms a part's findings in one or a
 /// few statements instead of one keyed update each (national month: 4.7
@@ -1917,6 +1943,19 @@ const SEEN_AGAIN_SQL: &str = "UPDATE finding_seen SET last_seen_ms = ?2
 /// out (a finding no longer produced) or whose digest differs ends a run
 /// and keeps its `last_seen_ms`.
 fn confirm_in_runs(
+    tx: &rusqlite::Transaction<'_>,
+    seen: &[super::SeenFinding<'_>],
+    now_ms: i64,
+) -> Result<Vec<bool>, StoreError> {
+    let mut confirmed = Vec::with_capacity(seen.len());
+    for month in seen.chunk_by(|a, b| a.month == b.month) {
+        confirmed.extend(confirm_month_in_runs(tx, month, now_ms)?);
+    }
+    Ok(confirmed)
+}
+
+/// [`confirm_in_runs`] for findings of one month, in key order.
+fn confirm_month_in_runs(
     tx: &rusqlite::Transaction<'_>,
     seen: &[super::SeenFinding<'_>],
     now_ms: i64,
@@ -1931,14 +1970,16 @@ fn confirm_in_runs(
     {
         let mut stored = tx.prepare_cached(
             "SELECT insured_id, finding_id, digest FROM finding_seen
-              WHERE (insured_id, finding_id) >= (?1, ?2) AND (insured_id, finding_id) <= (?3, ?4)
+              WHERE month = ?5
+                AND (insured_id, finding_id) >= (?1, ?2) AND (insured_id, finding_id) <= (?3, ?4)
               ORDER BY insured_id, finding_id",
         )?;
         let mut rows = stored.query(params![
             first.insured_id,
             first.id,
             last.insured_id,
-            last.id
+            last.id,
+            first.month
         ])?;
         let mut j = 0;
         while let Some(r) = rows.next()? {
@@ -1946,7 +1987,7 @@ fn confirm_in_runs(
                 let value = r.get_ref(i)?.as_str();
                 value.map_err(|_| StoreError::Corrupt("a finding's sighting"))
             };
-            let stored_key = (text(0)?, text(1)?);
+            let stored_key = (first.month.as_str(), text(0)?, text(1)?);
             // Listed findings before this row are not stored (new).
             while j < seen.len() && seen[j].key() < stored_key {
                 j += 1;
@@ -1966,11 +2007,19 @@ fn confirm_in_runs(
     }
     let mut mark = tx.prepare_cached(
         "UPDATE finding_seen SET last_seen_ms = ?5
-          WHERE (insured_id, finding_id) >= (?1, ?2) AND (insured_id, finding_id) <= (?3, ?4)",
+          WHERE month = ?6
+            AND (insured_id, finding_id) >= (?1, ?2) AND (insured_id, finding_id) <= (?3, ?4)",
     )?;
     for (from, to) in runs {
         let (a, b) = (&seen[from], &seen[to]);
-        mark.execute(params![a.insured_id, a.id, b.insured_id, b.id, now_ms])?;
+        mark.execute(params![
+            a.insured_id,
+            a.id,
+            b.insured_id,
+            b.id,
+            now_ms,
+            first.month
+        ])?;
     }
     Ok(confirmed)
 }
@@ -1993,12 +2042,13 @@ fn upsert_findings_on(
         let mut get = tx.prepare_cached(&format!(
             "SELECT {FINDING_COLUMNS} FROM findings WHERE finding_id = ?1"
         ))?;
-        // The seen row is keyed by patient and id; one whose patient
-        // changed replaces the row under the old patient (REPLACE removes
-        // the row holding the same id, `finding_seen_by_id`).
+        // The seen row is keyed by month, patient and id; one whose month
+        // or patient changed replaces the row under the old key (REPLACE
+        // removes the row holding the same id, `finding_seen_by_id`).
         let mut touch = tx.prepare_cached(
-            "INSERT OR REPLACE INTO finding_seen (insured_id, finding_id, last_seen_ms, digest)
-             VALUES (?4, ?1, ?2, ?3)",
+            "INSERT OR REPLACE INTO finding_seen
+               (month, insured_id, finding_id, last_seen_ms, digest)
+             VALUES (?5, ?4, ?1, ?2, ?3)",
         )?;
         // A finding whose data has the stored digest is unchanged.
         let mut seen_again = tx.prepare_cached(SEEN_AGAIN_SQL)?;
@@ -2025,7 +2075,11 @@ fn upsert_findings_on(
         for f in rows {
             let digest = super::finding_digest(f);
             let patient = f.insured_id.as_deref().unwrap_or("");
-            let seen = params![f.id, now_ms, digest.as_slice(), patient];
+            let month = f
+                .service_date
+                .as_deref()
+                .map_or("", |d| d.get(..7).unwrap_or(d));
+            let seen = params![f.id, now_ms, digest.as_slice(), patient, month];
             if !mostly_new && seen_again.execute(seen)? == 1 {
                 counts.unchanged += 1;
                 continue;
@@ -2506,8 +2560,8 @@ mod tests {
         assert!(read.iter().all(|f| f.last_seen_ms == 8));
     }
 
-    /// Findings offered by their digest: those whose stored digest is
-    /// the one offered are marked seen; one whose data changed, one never
+    /// Findings offered by their digest (of two months and undated ones):
+    /// those whose stored digest is the one offered are marked seen; one whose data changed, one never
     /// stored and one stored but not offered (no longer produced) are not,
     /// and the last two keep their sighting. In key order (patient, id)
     /// the store marks runs of them at once; out of order one at a time,
@@ -2520,6 +2574,13 @@ mod tests {
             .map(|i| {
                 let mut f = finding(&format!("{:032x}", i * 7919 % 97), &[&format!("C{i}")]);
                 f.insured_id = (i % 4 != 0).then(|| format!("P{}", i % 3));
+                // Two months, and undated findings; a patient's months
+                // lie apart in the store.
+                f.service_date = match i % 5 {
+                    0 => None,
+                    1 | 2 => Some("2026-11-02".into()),
+                    _ => f.service_date,
+                };
                 f
             })
             .collect();
@@ -2530,6 +2591,7 @@ mod tests {
                 SeenFinding {
                     id: f.id.clone(),
                     insured_id: f.insured_id.as_deref().unwrap_or(""),
+                    month: f.service_date.as_deref().map_or("", |d| &d[..7]).into(),
                     digest,
                 }
             }
@@ -2901,7 +2963,8 @@ mod tests {
     }
 
     /// A store whose seen rows were keyed by finding id alone keeps every
-    /// finding's last sighting and digest once they are keyed by patient:
+    /// finding's last sighting and digest once they are keyed by month and
+    /// patient (migrations 17 and 18):
     /// a run again finds every finding unchanged and moves each sighting.
     #[test]
     fn seen_rows_keyed_by_id_come_back_keyed_by_patient() {
@@ -2952,14 +3015,15 @@ mod tests {
             .conn()
             .query_row(
                 "SELECT count(*) FROM finding_seen s JOIN findings f USING (finding_id)
-                  WHERE s.insured_id = COALESCE(f.insured_id, '')",
+                  WHERE s.insured_id = COALESCE(f.insured_id, '')
+                    AND s.month = COALESCE(substr(f.service_date, 1, 7), '')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
         assert_eq!(
             keyed as u64, findings,
-            "each row under its finding's patient"
+            "each row under its finding's month and patient"
         );
         let (again, _) = crate::reconcile::run(&store, &rules, period, 2_000, false).unwrap();
         assert_eq!(
